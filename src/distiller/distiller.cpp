@@ -1,0 +1,277 @@
+#include "mgd/distiller/distiller.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "mgd/loss/loss.h"
+#include "mgd/margins/margins.h"
+#include "mgd/solver/assignment.h"
+
+namespace mgd {
+
+DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOptions options)
+    : options_(std::move(options)), teacher_(std::move(teacher)), student_(std::move(student)) {
+  TORCH_CHECK(teacher_ && student_, "Distiller: a teacher and a student network are required");
+  reducer_ = make_reducer(options_.reducer());
+  TORCH_CHECK(std::isfinite(options_.kd_temperature()) && options_.kd_temperature() > 0,
+              "Distiller: invalid KD temperature ", options_.kd_temperature(),
+              " (expected finite and > 0)");
+
+  auto teacher_norms = teacher_->feature_norms();
+  teacher_channels_ = teacher_->feature_channels();
+  student_channels_ = student_->feature_channels();
+  const int64_t n = num_positions();
+  TORCH_CHECK(n > 0, "Distiller: the teacher exposes no feature positions");
+  TORCH_CHECK(static_cast<int64_t>(student_channels_.size()) == n, "Distiller: the teacher has ",
+              n, " feature positions but the student has ", student_channels_.size());
+
+  for (int64_t p : options_.ignore_positions()) {
+    TORCH_CHECK(p >= 0 && p < n, "Distiller: ignored position ", p, " out of range [0, ", n,
+                ")");
+  }
+  if (options_.loss_divisors().empty()) {
+    for (int64_t i = 0; i < n; ++i) divisors_.push_back(std::ldexp(1.0, static_cast<int>(n - i - 1)));
+  } else {
+    TORCH_CHECK(static_cast<int64_t>(options_.loss_divisors().size()) == n,
+                "Distiller: expected ", n, " loss divisors (one per position), got ",
+                options_.loss_divisors().size());
+    divisors_ = options_.loss_divisors();
+  }
+
+  // Teacher frozen: eval mode, no gradients (spec 7).
+  for (auto& p : teacher_->parameters()) p.requires_grad_(false);
+  register_module("teacher", std::static_pointer_cast<torch::nn::Module>(teacher_));
+  register_module("student", std::static_pointer_cast<torch::nn::Module>(student_));
+
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::find(options_.ignore_positions().begin(), options_.ignore_positions().end(), i) !=
+        options_.ignore_positions().end()) {
+      continue;
+    }
+    const int64_t t = teacher_channels_[i], s = student_channels_[i];
+    TORCH_CHECK(s <= t, "Distiller: at position ", i, " the student (", s,
+                " channels) is wider than the teacher (", t,
+                " channels); MGD needs teacher channels >= student channels");
+    TORCH_CHECK(divisors_[i] > 0 && std::isfinite(divisors_[i]), "Distiller: loss divisor ",
+                divisors_[i], " of position ", i, " must be finite and > 0");
+    guided_.push_back(i);
+    const std::string tag = std::to_string(i);
+    if (options_.group_norm()) {
+      TORCH_CHECK(s % 32 == 0, "Distiller: GroupNorm(32, s) at position ", i, " needs s divisible by 32, got s = ", s);
+      group_norms_.push_back(
+          register_module("norm" + tag, torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, s))));
+    } else {
+      batch_norms_.push_back(register_module("norm" + tag, torch::nn::BatchNorm2d(s)));
+    }
+    const auto& bn = teacher_norms[i];
+    auto margins = margins_from_bn(bn->weight, bn->bias);  // spec 2: once, at construction
+    const int64_t k = reducer_->sparse() ? 1 : t / s;
+    reducers_.push_back(register_module("reducer" + tag, ChannelReducer(reducer_, margins, s, k)));
+    cost_sums_.push_back(
+        register_buffer("cost_sum" + tag, torch::zeros({s, t}, torch::kDouble)));
+  }
+  TORCH_CHECK(!guided_.empty(), "Distiller: every position is ignored; nothing to distill");
+  tracked_images_ = register_buffer("tracked_images", torch::zeros({}, torch::kLong));
+  matched_ = register_buffer("matched", torch::zeros({}, torch::kLong));
+  train(is_training());
+}
+
+void DistillerImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  teacher_->eval();
+}
+
+bool DistillerImpl::is_guided(int64_t position) const {
+  return std::find(guided_.begin(), guided_.end(), position) != guided_.end();
+}
+
+int64_t DistillerImpl::guided_slot(int64_t position) const {
+  TORCH_CHECK(position >= 0 && position < num_positions(), "Distiller: position ", position,
+              " out of range [0, ", num_positions(), ")");
+  auto it = std::find(guided_.begin(), guided_.end(), position);
+  TORCH_CHECK(it != guided_.end(), "Distiller: position ", position,
+              " is ignored (not distilled)");
+  return it - guided_.begin();
+}
+
+int64_t DistillerImpl::groups(int64_t position) const {
+  return reducers_[guided_slot(position)]->index().size(0);
+}
+
+const torch::Tensor& DistillerImpl::margins(int64_t position) const {
+  return reducers_[guided_slot(position)]->margins();
+}
+
+const torch::Tensor& DistillerImpl::matching(int64_t position) const {
+  return reducers_[guided_slot(position)]->index();
+}
+
+torch::Tensor& DistillerImpl::cost_sum(int64_t position) { return cost_sums_[guided_slot(position)]; }
+
+int64_t DistillerImpl::tracked_images() const { return tracked_images_.item<int64_t>(); }
+
+bool DistillerImpl::matched() const { return matched_.item<int64_t>() != 0; }
+
+torch::Tensor DistillerImpl::student_norm(int64_t position, const torch::Tensor& x) {
+  const int64_t slot = guided_slot(position);
+  return options_.group_norm() ? group_norms_[slot]->forward(x) : batch_norms_[slot]->forward(x);
+}
+
+const torch::Tensor& DistillerImpl::feature_at(const Features& f, int64_t position) const {
+  const auto& maps = options_.pre_relu() ? f.pre_relu : f.post_relu;
+  TORCH_CHECK(position < static_cast<int64_t>(maps.size()), "Distiller: the network returned ",
+              maps.size(), " ", options_.pre_relu() ? "pre" : "post",
+              "-ReLU feature maps, expected ", num_positions());
+  return maps[position];
+}
+
+void DistillerImpl::check_features(const Features& teacher, const Features& student) const {
+  for (int64_t i : guided_) {
+    const auto& t = feature_at(teacher, i);
+    const auto& s = feature_at(student, i);
+    TORCH_CHECK(t.dim() == 4 && s.dim() == 4, "Distiller: at position ", i,
+                " expected 4-D maps, got teacher ", t.sizes(), " and student ", s.sizes());
+    TORCH_CHECK(t.size(1) == teacher_channels_[i] && s.size(1) == student_channels_[i],
+                "Distiller: at position ", i, " expected ", teacher_channels_[i],
+                " teacher and ", student_channels_[i], " student channels, got teacher ",
+                t.sizes(), " and student ", s.sizes());
+    TORCH_CHECK(t.size(0) == s.size(0) && t.size(2) == s.size(2) && t.size(3) == s.size(3),
+                "Distiller: at position ", i,
+                " teacher and student maps must share batch and spatial size, got teacher ",
+                t.sizes(), " and student ", s.sizes());
+  }
+}
+
+void DistillerImpl::reset_tracking() {
+  torch::NoGradGuard no_grad;
+  for (auto& c : cost_sums_) c.zero_();
+  tracked_images_.zero_();
+}
+
+void DistillerImpl::track(const torch::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  const bool student_training = student_->is_training();
+  student_->eval();
+  Features t = teacher_->extract(images);
+  Features s = student_->extract(images);
+  student_->train(student_training);
+  track_features(t, s);
+}
+
+void DistillerImpl::track_features(const Features& teacher, const Features& student) {
+  torch::NoGradGuard no_grad;
+  check_features(teacher, student);
+  for (size_t slot = 0; slot < guided_.size(); ++slot) {
+    const int64_t i = guided_[slot];
+    const auto& tm = feature_at(teacher, i);
+    const auto& sm = feature_at(student, i);
+    const int64_t b = tm.size(0), hw = tm.size(2) * tm.size(3);
+    // Unit vectors per (image, channel); sum_b (2 - 2 <s_bj, t_bc>) = 2B - 2 * S T^T with the
+    // images laid side by side along the inner dimension: one GEMM instead of B.
+    auto tn = torch::nn::functional::normalize(
+        tm.reshape({b, tm.size(1), hw}).to(torch::kFloat),
+        torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
+    auto sn = torch::nn::functional::normalize(
+        sm.reshape({b, sm.size(1), hw}).to(torch::kFloat),
+        torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
+    auto dots = torch::matmul(sn.permute({1, 0, 2}).reshape({sm.size(1), b * hw}),
+                              tn.permute({1, 0, 2}).reshape({tm.size(1), b * hw}).t());
+    auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots.to(torch::kDouble);
+    TORCH_CHECK(torch::isfinite(batch_cost).all().item<bool>(), "Distiller: non-finite matching "
+                "cost at position ", i, " (a feature map holds NaN or inf)");
+    cost_sums_[slot].add_(batch_cost.to(cost_sums_[slot].device()));
+  }
+  tracked_images_.add_(feature_at(teacher, guided_.front()).size(0));
+}
+
+torch::Tensor DistillerImpl::cost_matrix(int64_t position) const {
+  const int64_t n = tracked_images();
+  TORCH_CHECK(n > 0, "Distiller: no images tracked; call track() before computing the cost");
+  return cost_sums_[guided_slot(position)] / static_cast<double>(n);
+}
+
+std::vector<double> DistillerImpl::update_matching() {
+  TORCH_CHECK(tracked_images() > 0,
+              "Distiller: update_matching() before any tracking; call track() on some images "
+              "first");
+  std::vector<double> mean_costs(static_cast<size_t>(num_positions()),
+                                 std::numeric_limits<double>::quiet_NaN());
+  for (size_t slot = 0; slot < guided_.size(); ++slot) {
+    const int64_t i = guided_[slot];
+    const int64_t s = student_channels_[i], t = teacher_channels_[i];
+    const int64_t k = reducers_[slot]->index().size(0);
+    auto cost = cost_matrix(i).to(torch::kCPU);
+    // Reference shave rule: only the first k*s teacher channels are candidates (spec 4a).
+    // Sparse matching (SM) always sees all t channels (spec 4b).
+    if (!reducer_->sparse() && options_.shave() == ShaveRule::kFirst) cost = cost.narrow(1, 0, k * s);
+    cost = cost.contiguous();
+    auto result = solver::tiled_assignment(cost.data_ptr<double>(), s, cost.size(1), k);
+    TORCH_CHECK(result.status == solver::Status::kOptimal, "Distiller: matching at position ", i,
+                " (", s, " x ", t, ", k = ", k, ") failed: ", solver::status_name(result.status));
+    auto index = torch::empty({k, s}, torch::kLong);
+    auto acc = index.accessor<int64_t, 2>();
+    for (int64_t j = 0; j < s; ++j) {
+      for (int64_t g = 0; g < k; ++g) acc[g][j] = result.row_to_col[j * k + g];
+    }
+    reducers_[slot]->set_index(index);
+    mean_costs[i] = result.cost / static_cast<double>(k * s);
+  }
+  matched_.fill_(1);
+  return mean_costs;
+}
+
+void DistillerImpl::set_matching(int64_t position, const torch::Tensor& index) {
+  reducers_[guided_slot(position)]->set_index(index);
+  matched_.fill_(1);
+}
+
+std::vector<torch::Tensor> DistillerImpl::trainable_parameters() {
+  std::vector<torch::Tensor> params = student_->parameters();
+  for (auto& bn : batch_norms_) {
+    for (auto& p : bn->parameters()) params.push_back(p);
+  }
+  for (auto& gn : group_norms_) {
+    for (auto& p : gn->parameters()) params.push_back(p);
+  }
+  return params;
+}
+
+DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
+  TORCH_CHECK(matched(), "Distiller: forward before any matching; run a tracking pass "
+              "(track) and update_matching() first");
+  Features tf;
+  {
+    // The teacher records no autograd graph (the reference records one; spec 1, issue 2).
+    torch::NoGradGuard no_grad;
+    tf = teacher_->extract(images);
+  }
+  Features sf = student_->extract(images);
+  check_features(tf, sf);
+
+  DistillOutput out;
+  out.logits = sf.logits;
+  out.teacher_logits = tf.logits;
+  out.position_losses.resize(static_cast<size_t>(num_positions()));
+  out.loss = torch::zeros({}, sf.logits.options());
+  for (size_t slot = 0; slot < guided_.size(); ++slot) {
+    const int64_t i = guided_[slot];
+    auto student_map = student_norm(i, feature_at(sf, i));
+    Reduced reduced;
+    {
+      torch::NoGradGuard no_grad;
+      reduced = reducers_[slot]->forward(feature_at(tf, i));
+    }
+    auto loss = functional::margin_loss(student_map, reduced.feature, reduced.margin) / divisors_[i];
+    out.position_losses[i] = loss;
+    out.loss = out.loss + loss;
+  }
+  if (options_.with_kd()) {
+    out.kd_loss = functional::kd_loss(sf.logits, tf.logits, options_.kd_temperature());
+  }
+  return out;
+}
+
+}  // namespace mgd

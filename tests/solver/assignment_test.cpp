@@ -1,0 +1,3 @@
+#include <gtest/gtest.h>
+#include "mgd/solver/assignment.h"
+TEST(Placeholder, Builds) {}
