@@ -21,23 +21,25 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
               " (expected finite and > 0)");
 
   auto teacher_norms = teacher_->feature_norms();
+  TORCH_CHECK(teacher_norms.size() == teacher_->feature_channels().size(),
+              "Distiller: the teacher exposes ", teacher_norms.size(), " BatchNorms for ",
+              teacher_->feature_channels().size(), " feature positions");
   teacher_channels_ = teacher_->feature_channels();
   student_channels_ = student_->feature_channels();
   const int64_t n = num_positions();
   TORCH_CHECK(n > 0, "Distiller: the teacher exposes no feature positions");
-  TORCH_CHECK(static_cast<int64_t>(student_channels_.size()) == n, "Distiller: the teacher has ",
-              n, " feature positions but the student has ", student_channels_.size());
+  TORCH_CHECK(static_cast<int64_t>(student_channels_.size()) == n, "Distiller: the teacher has ", n,
+              " feature positions but the student has ", student_channels_.size());
 
   for (int64_t p : options_.ignore_positions()) {
-    TORCH_CHECK(p >= 0 && p < n, "Distiller: ignored position ", p, " out of range [0, ", n,
-                ")");
+    TORCH_CHECK(p >= 0 && p < n, "Distiller: ignored position ", p, " out of range [0, ", n, ")");
   }
   if (options_.loss_divisors().empty()) {
-    for (int64_t i = 0; i < n; ++i) divisors_.push_back(std::ldexp(1.0, static_cast<int>(n - i - 1)));
+    for (int64_t i = 0; i < n; ++i)
+      divisors_.push_back(std::ldexp(1.0, static_cast<int>(n - i - 1)));
   } else {
-    TORCH_CHECK(static_cast<int64_t>(options_.loss_divisors().size()) == n,
-                "Distiller: expected ", n, " loss divisors (one per position), got ",
-                options_.loss_divisors().size());
+    TORCH_CHECK(static_cast<int64_t>(options_.loss_divisors().size()) == n, "Distiller: expected ",
+                n, " loss divisors (one per position), got ", options_.loss_divisors().size());
     divisors_ = options_.loss_divisors();
   }
 
@@ -60,18 +62,22 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
     guided_.push_back(i);
     const std::string tag = std::to_string(i);
     if (options_.group_norm()) {
-      TORCH_CHECK(s % 32 == 0, "Distiller: GroupNorm(32, s) at position ", i, " needs s divisible by 32, got s = ", s);
+      TORCH_CHECK(s % 32 == 0, "Distiller: GroupNorm(32, s) at position ", i,
+                  " needs s divisible by 32, got s = ", s);
       group_norms_.push_back(
           register_module("norm" + tag, torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, s))));
     } else {
       batch_norms_.push_back(register_module("norm" + tag, torch::nn::BatchNorm2d(s)));
     }
     const auto& bn = teacher_norms[i];
+    TORCH_CHECK(bn->options.num_features() == t, "Distiller: the teacher's BatchNorm at position ",
+                i, " has ", bn->options.num_features(), " channels but its feature map has ", t,
+                "; its margins cannot be computed, so this network cannot serve as a teacher "
+                "at that position (ignore the position, or use another teacher)");
     auto margins = margins_from_bn(bn->weight, bn->bias);  // spec 2: once, at construction
     const int64_t k = reducer_->sparse() ? 1 : t / s;
     reducers_.push_back(register_module("reducer" + tag, ChannelReducer(reducer_, margins, s, k)));
-    cost_sums_.push_back(
-        register_buffer("cost_sum" + tag, torch::zeros({s, t}, torch::kDouble)));
+    cost_sums_.push_back(register_buffer("cost_sum" + tag, torch::zeros({s, t}, torch::kDouble)));
   }
   TORCH_CHECK(!guided_.empty(), "Distiller: every position is ignored; nothing to distill");
   tracked_images_ = register_buffer("tracked_images", torch::zeros({}, torch::kLong));
@@ -92,8 +98,7 @@ int64_t DistillerImpl::guided_slot(int64_t position) const {
   TORCH_CHECK(position >= 0 && position < num_positions(), "Distiller: position ", position,
               " out of range [0, ", num_positions(), ")");
   auto it = std::find(guided_.begin(), guided_.end(), position);
-  TORCH_CHECK(it != guided_.end(), "Distiller: position ", position,
-              " is ignored (not distilled)");
+  TORCH_CHECK(it != guided_.end(), "Distiller: position ", position, " is ignored (not distilled)");
   return it - guided_.begin();
 }
 
@@ -109,11 +114,17 @@ const torch::Tensor& DistillerImpl::matching(int64_t position) const {
   return reducers_[guided_slot(position)]->index();
 }
 
-torch::Tensor& DistillerImpl::cost_sum(int64_t position) { return cost_sums_[guided_slot(position)]; }
+torch::Tensor& DistillerImpl::cost_sum(int64_t position) {
+  return cost_sums_[guided_slot(position)];
+}
 
-int64_t DistillerImpl::tracked_images() const { return tracked_images_.item<int64_t>(); }
+int64_t DistillerImpl::tracked_images() const {
+  return tracked_images_.item<int64_t>();
+}
 
-bool DistillerImpl::matched() const { return matched_.item<int64_t>() != 0; }
+bool DistillerImpl::matched() const {
+  return matched_.item<int64_t>() != 0;
+}
 
 torch::Tensor DistillerImpl::student_norm(int64_t position, const torch::Tensor& x) {
   const int64_t slot = guided_slot(position);
@@ -135,9 +146,9 @@ void DistillerImpl::check_features(const Features& teacher, const Features& stud
     TORCH_CHECK(t.dim() == 4 && s.dim() == 4, "Distiller: at position ", i,
                 " expected 4-D maps, got teacher ", t.sizes(), " and student ", s.sizes());
     TORCH_CHECK(t.size(1) == teacher_channels_[i] && s.size(1) == student_channels_[i],
-                "Distiller: at position ", i, " expected ", teacher_channels_[i],
-                " teacher and ", student_channels_[i], " student channels, got teacher ",
-                t.sizes(), " and student ", s.sizes());
+                "Distiller: at position ", i, " expected ", teacher_channels_[i], " teacher and ",
+                student_channels_[i], " student channels, got teacher ", t.sizes(), " and student ",
+                s.sizes());
     TORCH_CHECK(t.size(0) == s.size(0) && t.size(2) == s.size(2) && t.size(3) == s.size(3),
                 "Distiller: at position ", i,
                 " teacher and student maps must share batch and spatial size, got teacher ",
@@ -171,17 +182,19 @@ void DistillerImpl::track_features(const Features& teacher, const Features& stud
     const int64_t b = tm.size(0), hw = tm.size(2) * tm.size(3);
     // Unit vectors per (image, channel); sum_b (2 - 2 <s_bj, t_bc>) = 2B - 2 * S T^T with the
     // images laid side by side along the inner dimension: one GEMM instead of B.
-    auto tn = torch::nn::functional::normalize(
-        tm.reshape({b, tm.size(1), hw}).to(torch::kFloat),
-        torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
-    auto sn = torch::nn::functional::normalize(
-        sm.reshape({b, sm.size(1), hw}).to(torch::kFloat),
-        torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
+    auto tn =
+        torch::nn::functional::normalize(tm.reshape({b, tm.size(1), hw}).to(torch::kFloat),
+                                         torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
+    auto sn =
+        torch::nn::functional::normalize(sm.reshape({b, sm.size(1), hw}).to(torch::kFloat),
+                                         torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
     auto dots = torch::matmul(sn.permute({1, 0, 2}).reshape({sm.size(1), b * hw}),
                               tn.permute({1, 0, 2}).reshape({tm.size(1), b * hw}).t());
     auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots.to(torch::kDouble);
-    TORCH_CHECK(torch::isfinite(batch_cost).all().item<bool>(), "Distiller: non-finite matching "
-                "cost at position ", i, " (a feature map holds NaN or inf)");
+    TORCH_CHECK(torch::isfinite(batch_cost).all().item<bool>(),
+                "Distiller: non-finite matching "
+                "cost at position ",
+                i, " (a feature map holds NaN or inf)");
     cost_sums_[slot].add_(batch_cost.to(cost_sums_[slot].device()));
   }
   tracked_images_.add_(feature_at(teacher, guided_.front()).size(0));
@@ -206,7 +219,8 @@ std::vector<double> DistillerImpl::update_matching() {
     auto cost = cost_matrix(i).to(torch::kCPU);
     // Reference shave rule: only the first k*s teacher channels are candidates (spec 4a).
     // Sparse matching (SM) always sees all t channels (spec 4b).
-    if (!reducer_->sparse() && options_.shave() == ShaveRule::kFirst) cost = cost.narrow(1, 0, k * s);
+    if (!reducer_->sparse() && options_.shave() == ShaveRule::kFirst)
+      cost = cost.narrow(1, 0, k * s);
     cost = cost.contiguous();
     auto result = solver::tiled_assignment(cost.data_ptr<double>(), s, cost.size(1), k);
     TORCH_CHECK(result.status == solver::Status::kOptimal, "Distiller: matching at position ", i,
@@ -240,7 +254,8 @@ std::vector<torch::Tensor> DistillerImpl::trainable_parameters() {
 }
 
 DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
-  TORCH_CHECK(matched(), "Distiller: forward before any matching; run a tracking pass "
+  TORCH_CHECK(matched(),
+              "Distiller: forward before any matching; run a tracking pass "
               "(track) and update_matching() first");
   Features tf;
   {
@@ -264,7 +279,8 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
       torch::NoGradGuard no_grad;
       reduced = reducers_[slot]->forward(feature_at(tf, i));
     }
-    auto loss = functional::margin_loss(student_map, reduced.feature, reduced.margin) / divisors_[i];
+    auto loss =
+        functional::margin_loss(student_map, reduced.feature, reduced.margin) / divisors_[i];
     out.position_losses[i] = loss;
     out.loss = out.loss + loss;
   }

@@ -12,8 +12,12 @@ namespace {
 constexpr double kTailThreshold = 0.001;  // spec 2: below this, margin = -3 sigma
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
-double normal_pdf(double x) { return kInvSqrt2Pi * std::exp(-0.5 * x * x); }
-double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+double normal_pdf(double x) {
+  return kInvSqrt2Pi * std::exp(-0.5 * x * x);
+}
+double normal_cdf(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0));
+}
 
 }  // namespace
 
@@ -33,8 +37,8 @@ torch::Tensor margins_from_bn(const torch::Tensor& weight, const torch::Tensor& 
   TORCH_CHECK(weight.defined() && bias.defined(),
               "margins_from_bn: the BatchNorm needs affine weight and bias");
   TORCH_CHECK(weight.dim() == 1 && bias.dim() == 1 && weight.numel() == bias.numel(),
-              "margins_from_bn: expected 1-D weight and bias of equal length, got ",
-              weight.sizes(), " and ", bias.sizes());
+              "margins_from_bn: expected 1-D weight and bias of equal length, got ", weight.sizes(),
+              " and ", bias.sizes());
   auto w = weight.detach().to(torch::kCPU, torch::kDouble).contiguous();
   auto b = bias.detach().to(torch::kCPU, torch::kDouble).contiguous();
   const double* wp = w.data_ptr<double>();

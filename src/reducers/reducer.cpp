@@ -34,8 +34,8 @@ torch::Tensor group_channels(const torch::Tensor& teacher, const torch::Tensor& 
   check_index(index, teacher.size(1));
   const int64_t k = index.size(0), s = index.size(1);
   auto flat = index.reshape({-1}).to(teacher.device());
-  return teacher.index_select(1, flat).view({teacher.size(0), k, s, teacher.size(2),
-                                             teacher.size(3)});
+  return teacher.index_select(1, flat).view(
+      {teacher.size(0), k, s, teacher.size(2), teacher.size(3)});
 }
 
 torch::Tensor group_margins(const torch::Tensor& margins, const torch::Tensor& index) {
@@ -85,8 +85,7 @@ ChannelReducerImpl::ChannelReducerImpl(std::shared_ptr<Reducer> reducer, torch::
     : reducer_(std::move(reducer)) {
   TORCH_CHECK(reducer_, "ChannelReducer: no reducer given");
   TORCH_CHECK(margins.dim() == 1, "ChannelReducer: expected 1-D margins, got ", margins.sizes());
-  TORCH_CHECK(student_channels >= 1 && groups >= 1 &&
-                  groups * student_channels <= margins.size(0),
+  TORCH_CHECK(student_channels >= 1 && groups >= 1 && groups * student_channels <= margins.size(0),
               "ChannelReducer: cannot match ", groups, " groups of ", student_channels,
               " student channels to ", margins.size(0), " teacher channels");
   margins_ = register_buffer("margins", margins.detach().clone());

@@ -1,10 +1,11 @@
+#include "mgd/distiller/distiller.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <string>
 
-#include "mgd/distiller/distiller.h"
 #include "mgd/loss/loss.h"
 #include "support/toy_nets.h"
 
@@ -16,8 +17,12 @@ using mgd::testing::FixedFeatures;
 using mgd::testing::ToyLayer;
 using mgd::testing::ToyNet;
 
-ToyNet teacher_net() { return ToyNet(std::vector<ToyLayer>{{16, 1}, {32, 2}, {64, 2}}); }
-ToyNet student_net() { return ToyNet(std::vector<ToyLayer>{{8, 1}, {16, 2}, {16, 2}}); }
+ToyNet teacher_net() {
+  return ToyNet(std::vector<ToyLayer>{{16, 1}, {32, 2}, {64, 2}});
+}
+ToyNet student_net() {
+  return ToyNet(std::vector<ToyLayer>{{8, 1}, {16, 2}, {16, 2}});
+}
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -177,7 +182,8 @@ TEST(Distiller, LossIsZeroWhenStudentEqualsReducedTeacher) {
   d->track(torch::randn({6, 1, 12, 12}));
   d->update_matching();
   for (int64_t i = 0; i < 3; ++i) {
-    EXPECT_TRUE(torch::equal(d->matching(i), torch::arange(d->student_channels()[i]).view({1, -1})));
+    EXPECT_TRUE(
+        torch::equal(d->matching(i), torch::arange(d->student_channels()[i]).view({1, -1})));
   }
   auto out = d->forward(torch::randn({3, 1, 12, 12}));
   EXPECT_LT(out.loss.item<double>(), 1e-8);
@@ -260,9 +266,8 @@ TEST(Distiller, BadInputMessages) {
   EXPECT_NE(msg.find("position 1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("wider"), std::string::npos) << msg;
   // Position index out of range.
-  msg = error_of([] {
-    Distiller(teacher_net(), student_net(), DistillerOptions().ignore_positions({3}));
-  });
+  msg = error_of(
+      [] { Distiller(teacher_net(), student_net(), DistillerOptions().ignore_positions({3})); });
   EXPECT_NE(msg.find("ignored position 3 out of range [0, 3)"), std::string::npos) << msg;
   // Wrong number of divisors.
   msg = error_of([] {
@@ -288,9 +293,8 @@ TEST(Distiller, BadInputMessages) {
   EXPECT_NE(msg.find("[2, 16, 12, 12]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[2, 8, 6, 6]"), std::string::npos) << msg;
   // GroupNorm needs s divisible by 32.
-  msg = error_of([] {
-    Distiller(teacher_net(), student_net(), DistillerOptions().group_norm(true));
-  });
+  msg = error_of(
+      [] { Distiller(teacher_net(), student_net(), DistillerOptions().group_norm(true)); });
   EXPECT_NE(msg.find("GroupNorm(32, s) at position 0"), std::string::npos) << msg;
 }
 
@@ -300,7 +304,8 @@ TEST(Distiller, NonFiniteFeaturesAreCaught) {
   auto t = torch::randn({2, 4, 3, 3});
   t[1][2][0][0] = NAN;
   teacher->features = {{t}, {t}, torch::zeros({2, 3})};
-  student->features = {{torch::randn({2, 2, 3, 3})}, {torch::randn({2, 2, 3, 3})}, torch::zeros({2, 3})};
+  student->features = {
+      {torch::randn({2, 2, 3, 3})}, {torch::randn({2, 2, 3, 3})}, torch::zeros({2, 3})};
   Distiller d(teacher, student);
   auto msg = error_of([&] { d->track_features(teacher->features, student->features); });
   EXPECT_NE(msg.find("non-finite matching cost at position 0"), std::string::npos) << msg;

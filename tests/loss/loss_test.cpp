@@ -1,7 +1,8 @@
+#include "mgd/loss/loss.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "mgd/loss/loss.h"
 #include "support/gradcheck.h"
 
 namespace {
@@ -56,7 +57,7 @@ TEST(KDLoss, HandComputed) {
   // Identical logits: zero. Two classes at T = 1: KL([a,1-a] || [b,1-b]).
   auto x = torch::tensor({{1.0, 2.0, 3.0}}, torch::kDouble);
   EXPECT_NEAR(mgd::functional::kd_loss(x, x, 1.5).item<double>(), 0.0, 1e-12);
-  auto s = torch::tensor({{0.0, 0.0}}, torch::kDouble);        // b = 0.5
+  auto s = torch::tensor({{0.0, 0.0}}, torch::kDouble);            // b = 0.5
   auto t = torch::tensor({{std::log(3.0), 0.0}}, torch::kDouble);  // a = 0.75
   const double kl = 0.75 * std::log(0.75 / 0.5) + 0.25 * std::log(0.25 / 0.5);
   EXPECT_NEAR(mgd::functional::kd_loss(s, t, 1.0).item<double>(), kl, 1e-12);
@@ -73,9 +74,7 @@ TEST(KDLoss, GradientsMatchFiniteDifferences) {
   auto s = torch::randn({3, 5}, torch::kDouble);
   auto t = torch::randn({3, 5}, torch::kDouble);
   expect_gradients_match(
-      [](const std::vector<torch::Tensor>& x) {
-        return mgd::functional::kd_loss(x[0], x[1], 1.5);
-      },
+      [](const std::vector<torch::Tensor>& x) { return mgd::functional::kd_loss(x[0], x[1], 1.5); },
       {s, t});
 }
 

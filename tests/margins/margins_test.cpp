@@ -1,3 +1,5 @@
+#include "mgd/margins/margins.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -5,8 +7,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include "mgd/margins/margins.h"
 
 namespace {
 

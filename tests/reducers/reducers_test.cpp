@@ -25,8 +25,8 @@ TEST(Reducers, AmpHandComputed) {
   ASSERT_EQ(r.feature.sizes(), (std::vector<int64_t>{1, 2, 1, 1}));
   EXPECT_DOUBLE_EQ(r.feature[0][0][0][0].item<double>(), -5.0);  // |-5| > |1|, sign kept
   EXPECT_DOUBLE_EQ(r.feature[0][1][0][0].item<double>(), 3.0);
-  EXPECT_DOUBLE_EQ(r.margin[0].item<double>(), -1.5);   // mean(-1, -2)
-  EXPECT_DOUBLE_EQ(r.margin[1].item<double>(), -0.3);   // mean(-0.5, -0.1)
+  EXPECT_DOUBLE_EQ(r.margin[0].item<double>(), -1.5);  // mean(-1, -2)
+  EXPECT_DOUBLE_EQ(r.margin[1].item<double>(), -0.3);  // mean(-0.5, -0.1)
 }
 
 TEST(Reducers, SpMaxAndAverageHandComputed) {
@@ -84,7 +84,8 @@ TEST(Reducers, GradientsMatchFiniteDifferences) {
     expect_gradients_match(
         [&](const std::vector<torch::Tensor>& x) {
           auto r = reducer->reduce(x[0], x[1], index);
-          return (r.feature * weights).sum() + (r.margin * torch::tensor({0.7, -1.3}, torch::kDouble)).sum();
+          return (r.feature * weights).sum() +
+                 (r.margin * torch::tensor({0.7, -1.3}, torch::kDouble)).sum();
         },
         {teacher, margins});
   }
@@ -112,8 +113,9 @@ TEST(Reducers, RegistryAndErrors) {
   Fixture f;
   EXPECT_THROW(mgd::functional::amp_reduce(f.teacher.view({4, 1, 1}), f.margins, f.index),
                c10::Error);
-  EXPECT_THROW(mgd::functional::amp_reduce(f.teacher, f.margins, torch::zeros({3, 2}, torch::kLong)),
-               c10::Error);  // 6 channels needed, 4 present
+  EXPECT_THROW(
+      mgd::functional::amp_reduce(f.teacher, f.margins, torch::zeros({3, 2}, torch::kLong)),
+      c10::Error);  // 6 channels needed, 4 present
 }
 
 TEST(Reducers, ModuleOwnsMatchingAndMargins) {

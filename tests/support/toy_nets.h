@@ -58,7 +58,8 @@ class FixedFeaturesImpl : public FeatureNetImpl {
  public:
   explicit FixedFeaturesImpl(std::vector<int64_t> channels) {
     for (size_t i = 0; i < channels.size(); ++i) {
-      bns_.push_back(register_module("bn" + std::to_string(i), torch::nn::BatchNorm2d(channels[i])));
+      bns_.push_back(
+          register_module("bn" + std::to_string(i), torch::nn::BatchNorm2d(channels[i])));
     }
   }
   Features extract(const torch::Tensor&) override { return features; }

@@ -54,12 +54,12 @@ struct DistillerOptions {
 
 /// What one distillation forward pass returns.
 struct DistillOutput {
-  torch::Tensor logits;                       ///< student logits (with autograd graph)
-  torch::Tensor teacher_logits;               ///< teacher logits (no graph)
-  std::vector<torch::Tensor> position_losses; ///< per position, divided by its divisor;
-                                              ///< undefined for ignored positions
-  torch::Tensor loss;                         ///< sum of position_losses (the d_loss)
-  torch::Tensor kd_loss;                      ///< defined only with with_kd
+  torch::Tensor logits;                        ///< student logits (with autograd graph)
+  torch::Tensor teacher_logits;                ///< teacher logits (no graph)
+  std::vector<torch::Tensor> position_losses;  ///< per position, divided by its divisor;
+                                               ///< undefined for ignored positions
+  torch::Tensor loss;                          ///< sum of position_losses (the d_loss)
+  torch::Tensor kd_loss;                       ///< defined only with with_kd
 };
 
 class DistillerImpl : public torch::nn::Module {

@@ -25,11 +25,13 @@ class FeatureNetImpl : public torch::nn::Module {
  public:
   /// One forward pass: features at every position and the logits.
   virtual Features extract(const torch::Tensor& input) = 0;
-  /// The BatchNorm producing each position's pre-ReLU map, one per position.
+  /// The BatchNorm producing each position's pre-ReLU map, one per position. A teacher's
+  /// must have the position's channel count (its margins come from it, spec 2).
   virtual std::vector<torch::nn::BatchNorm2d> feature_norms() = 0;
 
-  /// Channel count of each position, derived from feature_norms().
-  std::vector<int64_t> feature_channels();
+  /// Channel count of each position; by default derived from feature_norms(). A network
+  /// whose pre-ReLU map is not the output of one BatchNorm (ShuffleNet-V2) overrides it.
+  virtual std::vector<int64_t> feature_channels();
   /// The logits alone.
   torch::Tensor forward(const torch::Tensor& input) { return extract(input).logits; }
 };

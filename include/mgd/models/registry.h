@@ -1,0 +1,18 @@
+// The model zoo by name, so the CLI and library users pick networks by string.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mgd/distiller/feature_net.h"
+#include "mgd/models/options.h"
+
+namespace mgd::models {
+
+/// The network registered under `name` (e.g. "resnet50", "mobilenet_v1", "wrn_40_2");
+/// throws c10::Error listing the known names otherwise.
+FeatureNet make_model(const std::string& name, const ModelOptions& options = {});
+/// Every registered name, sorted.
+std::vector<std::string> model_names();
+
+}  // namespace mgd::models
