@@ -1,0 +1,41 @@
+// Learning-rate and matching schedules (spec 7).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mgd::training {
+
+struct LrSchedule {
+  enum class Kind { kMultiStep, kCosine };
+  Kind kind = Kind::kMultiStep;
+  double base_lr = 0.1;
+  /// Multi-step: epochs at which the rate is multiplied by `drop_ratio`.
+  std::vector<int64_t> drop_epochs;
+  double drop_ratio = 0.1;
+  /// Linear warm-up from ~0 to base_lr over this many epochs (per iteration).
+  int64_t warmup_epochs = 0;
+  int64_t epochs = 1;
+
+  /// The rate at iteration `iter` (0-based) of epoch `epoch` (0-based), with
+  /// `iters_per_epoch` iterations per epoch.
+  double at(int64_t epoch, int64_t iter, int64_t iters_per_epoch) const;
+};
+
+/// When the distiller re-runs the tracking pass and the matching.
+struct MatchingSchedule {
+  /// Every this many epochs (epoch 0 included: the matching before the first epoch).
+  int64_t every_epochs = 2;
+  /// If non-empty, instead: before each listed epoch (0-based; epoch 0 is always included).
+  std::vector<int64_t> epochs;
+  /// If > 0: also every this many iterations (global step), as in the detection recipe.
+  int64_t every_iters = 0;
+
+  /// True if a matching is due before epoch `epoch` starts.
+  bool due_before_epoch(int64_t epoch) const;
+  /// True if a matching is due after global step `step` (1-based count of steps done).
+  bool due_after_step(int64_t step) const;
+};
+
+}  // namespace mgd::training

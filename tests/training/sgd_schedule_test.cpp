@@ -1,0 +1,90 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "mgd/training/metrics.h"
+#include "mgd/training/schedule.h"
+#include "mgd/training/sgd.h"
+
+namespace {
+
+using mgd::training::LrSchedule;
+using mgd::training::MatchingSchedule;
+
+TEST(SGD, MatchesLibTorchSGD) {
+  // LibTorch's own SGD implements PyTorch's update: an independent oracle.
+  torch::manual_seed(0);
+  auto target = torch::randn({5, 3});
+  auto a = torch::randn({5, 3}, torch::requires_grad());
+  auto b = a.detach().clone().requires_grad_(true);
+  mgd::training::SGD ours({a}, mgd::training::SGDOptions(0.05).momentum(0.9).weight_decay(1e-2));
+  torch::optim::SGD theirs({b}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(1e-2).nesterov(true));
+  for (int step = 0; step < 6; ++step) {
+    if (step == 3) {
+      ours.set_lr(0.01);
+      static_cast<torch::optim::SGDOptions&>(theirs.param_groups()[0].options()).lr(0.01);
+    }
+    ours.zero_grad();
+    theirs.zero_grad();
+    ((a - target).pow(2).sum() + a.pow(3).sum()).backward();
+    ((b - target).pow(2).sum() + b.pow(3).sum()).backward();
+    ours.step();
+    theirs.step();
+    ASSERT_TRUE(torch::allclose(a, b, 1e-6, 1e-7)) << "step " << step;
+  }
+  EXPECT_TRUE(ours.momentum_buffers()[0].defined());
+  EXPECT_THROW(mgd::training::SGD({a}, mgd::training::SGDOptions(-1)), c10::Error);
+}
+
+TEST(LrSchedule, MultiStepWithWarmup) {
+  LrSchedule s;
+  s.base_lr = 0.1;
+  s.drop_epochs = {3, 5};
+  s.warmup_epochs = 1;
+  s.epochs = 6;
+  EXPECT_NEAR(s.at(0, 0, 10), 0.01, 1e-12);  // 1/10 of the warm-up done after iteration 0
+  EXPECT_NEAR(s.at(0, 9, 10), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(2, 5, 10), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(3, 0, 10), 0.01, 1e-12);
+  EXPECT_NEAR(s.at(5, 9, 10), 0.001, 1e-12);
+}
+
+TEST(LrSchedule, Cosine) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kCosine;
+  s.base_lr = 0.2;
+  s.epochs = 4;
+  EXPECT_NEAR(s.at(0, 0, 5), 0.2, 1e-12);
+  EXPECT_NEAR(s.at(2, 0, 5), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(4, 0, 5), 0.0, 1e-12);
+}
+
+TEST(MatchingSchedule, EpochsListsAndIterations) {
+  MatchingSchedule every2;
+  EXPECT_TRUE(every2.due_before_epoch(0));
+  EXPECT_FALSE(every2.due_before_epoch(1));
+  EXPECT_TRUE(every2.due_before_epoch(2));
+  MatchingSchedule listed;
+  listed.epochs = {1, 2, 3, 6, 9, 15, 26, 43, 74, 126};  // the unsupervised recipe
+  EXPECT_TRUE(listed.due_before_epoch(0));
+  EXPECT_TRUE(listed.due_before_epoch(6));
+  EXPECT_FALSE(listed.due_before_epoch(7));
+  MatchingSchedule iters;
+  iters.every_iters = 5000;
+  EXPECT_FALSE(iters.due_after_step(4999));
+  EXPECT_TRUE(iters.due_after_step(5000));
+  EXPECT_FALSE(every2.due_after_step(5000));
+}
+
+TEST(Metrics, TopK) {
+  auto logits = torch::tensor({{0.1, 0.9, 0.0}, {0.8, 0.05, 0.15}, {0.2, 0.3, 0.5}});
+  auto labels = torch::tensor({1, 2, 0}, torch::kLong);
+  auto c = mgd::training::topk_correct(logits, labels, {1, 2, 5});
+  EXPECT_EQ(c, (std::vector<int64_t>{1, 2, 3}));
+  mgd::training::AccuracyMeter m;
+  m.add(logits, labels, 3.0);
+  EXPECT_NEAR(m.top1_percent(), 100.0 / 3, 1e-9);
+  EXPECT_NEAR(m.top5_percent(), 100.0, 1e-9);
+  EXPECT_NEAR(m.mean_loss(), 1.0, 1e-12);
+}
+
+}  // namespace
