@@ -214,8 +214,8 @@ class ScipyOracle {
     out_ = fdopen(from_child[0], "r");
     const std::string hello = read_line();
     if (hello.rfind("ready", 0) != 0) {
-      error_ = python + " " + script + " did not start: " +
-               (hello.empty() ? std::string("no answer") : hello);
+      error_ = python + " " + script +
+               " did not start: " + (hello.empty() ? std::string("no answer") : hello);
       return;
     }
     version_ = hello.substr(6);
