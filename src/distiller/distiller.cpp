@@ -11,6 +11,15 @@
 #include "mgd/solver/assignment.h"
 
 namespace mgd {
+namespace {
+
+// Each (image, channel) vector scaled to unit L2 norm, as F.normalize(x, p=2, dim=2).
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  auto f = x.to(torch::kFloat);
+  return f / f.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+}  // namespace
 
 DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOptions options)
     : options_(std::move(options)), teacher_(std::move(teacher)), student_(std::move(student)) {
@@ -182,12 +191,8 @@ void DistillerImpl::track_features(const Features& teacher, const Features& stud
     const int64_t b = tm.size(0), hw = tm.size(2) * tm.size(3);
     // Unit vectors per (image, channel); sum_b (2 - 2 <s_bj, t_bc>) = 2B - 2 * S T^T with the
     // images laid side by side along the inner dimension: one GEMM instead of B.
-    auto tn =
-        torch::nn::functional::normalize(tm.reshape({b, tm.size(1), hw}).to(torch::kFloat),
-                                         torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
-    auto sn =
-        torch::nn::functional::normalize(sm.reshape({b, sm.size(1), hw}).to(torch::kFloat),
-                                         torch::nn::functional::NormalizeFuncOptions().p(2).dim(2));
+    auto tn = unit_rows(tm.reshape({b, tm.size(1), hw}));
+    auto sn = unit_rows(sm.reshape({b, sm.size(1), hw}));
     auto dots = torch::matmul(sn.permute({1, 0, 2}).reshape({sm.size(1), b * hw}),
                               tn.permute({1, 0, 2}).reshape({tm.size(1), b * hw}).t());
     auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots.to(torch::kDouble);
