@@ -115,6 +115,15 @@ inline double mean_abs_diff(const Image& a, const Image& b) {
   return a.data.empty() ? 0 : s / static_cast<double>(a.data.size());
 }
 
+/// n float32 values from a raw file (the oracle's tensors).
+inline std::vector<float> read_floats(const std::string& path, size_t n) {
+  std::vector<float> v(n);
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(float)));
+  EXPECT_TRUE(in) << "short read of " << path;
+  return v;
+}
+
 /// Mutation fuzzing: `rounds` variants of each seed input (bit flips, byte overwrites with
 /// random or boundary values, truncations, inserted and deleted runs, spliced copies), each
 /// handed to `parse`. A variant must either parse or throw std::exception (c10::Error is one);

@@ -27,14 +27,6 @@ Image transpose(const Image& src) {
   return out;
 }
 
-std::vector<float> read_floats(const std::string& path, size_t n) {
-  std::vector<float> v(n);
-  std::ifstream in(path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(float)));
-  EXPECT_TRUE(in) << "short read of " << path;
-  return v;
-}
-
 TEST(Transforms, ShorterSideSize) {
   // torchvision: int(size * long / short), truncated.
   EXPECT_EQ(shorter_side_size(375, 500, 256), (std::array<int64_t, 2>{256, 341}));
@@ -282,8 +274,10 @@ TEST(Transforms, MatchTorchvision) {
   auto add = [&](const std::string& op, const std::string& in, const std::string& args,
                  Image mine) {
     const std::string out = dir / ("out" + std::to_string(jobs.size()) + ".png");
-    jobs.push_back(
-        {op + " " + (dir / (in + ".png")) + " " + out + " " + args, std::move(mine), {}});
+    std::string line = op + "\t" + (dir / (in + ".png")) + "\t" + out;
+    std::istringstream fields(args);
+    for (std::string f; fields >> f;) line += "\t" + f;
+    jobs.push_back({line, std::move(mine), {}});
   };
   Rng rng(2020);
   for (const auto& [name, img] : inputs) {
@@ -336,11 +330,11 @@ TEST(Transforms, MatchTorchvision) {
   }
   const size_t geometric = jobs.size();
   const std::string tensor_out = dir / "tensor.bin", norm_out = dir / "norm.bin";
-  jobs.push_back({"to_tensor " + (dir / "small.png") + " " + tensor_out, {}, {}});
-  jobs.push_back(
-      {"normalize " + (dir / "small.png") + " " + norm_out + " 0.485 0.456 0.406 0.229 0.224 0.225",
-       {},
-       {}});
+  jobs.push_back({"to_tensor\t" + (dir / "small.png") + "\t" + tensor_out, {}, {}});
+  jobs.push_back({"normalize\t" + (dir / "small.png") + "\t" + norm_out +
+                      "\t0.485\t0.456\t0.406\t0.229\t0.224\t0.225",
+                  {},
+                  {}});
   {
     std::ofstream f(dir / "jobs.txt");
     for (const auto& j : jobs) f << j.line << "\n";
@@ -356,8 +350,8 @@ TEST(Transforms, MatchTorchvision) {
   }
   const torch::Tensor t = to_tensor(small);
   const torch::Tensor n = to_tensor(small, imagenet_normalize());
-  const auto tv_t = read_floats(tensor_out, static_cast<size_t>(t.numel()));
-  const auto tv_n = read_floats(norm_out, static_cast<size_t>(n.numel()));
+  const auto tv_t = dt::read_floats(tensor_out, static_cast<size_t>(t.numel()));
+  const auto tv_n = dt::read_floats(norm_out, static_cast<size_t>(n.numel()));
   EXPECT_TRUE(torch::equal(t, torch::from_blob(const_cast<float*>(tv_t.data()), t.sizes())));
   EXPECT_TRUE(torch::equal(n, torch::from_blob(const_cast<float*>(tv_n.data()), n.sizes())));
 }

@@ -6,7 +6,8 @@ Run with an interpreter that has PIL, numpy and torchvision (Debian: python3-tor
   data_oracle.py images OUTDIR   writes test images in many modes with PIL, plus what
                                  PIL decodes each to (Image.open(f).convert("RGB")): NAME.rgb,
                                  raw bytes, and a line "NAME HEIGHT WIDTH" in OUTDIR/manifest.txt
-  data_oracle.py jobs FILE       runs torchvision transforms listed in FILE, one per line:
+  data_oracle.py jobs FILE       runs torchvision transforms listed in FILE, one per line,
+                                 fields separated by tabs (paths may hold spaces):
                                    resized_crop IN OUT top left height width out_h out_w
                                    resize IN OUT size            (shorter side)
                                    resize_hw IN OUT height width
@@ -15,6 +16,8 @@ Run with an interpreter that has PIL, numpy and torchvision (Debian: python3-tor
                                    hflip IN OUT
                                    to_tensor IN OUT              (raw float32, C x H x W)
                                    normalize IN OUT m0 m1 m2 s0 s1 s2
+                                   eval IN OUT resize crop       (Resize, CenterCrop, ToTensor,
+                                                                  ImageNet Normalize)
                                  IN is an image file; OUT a PNG, or raw float32 for tensors
   data_oracle.py folder DIR OUT  torchvision.datasets.ImageFolder(DIR): its classes on the
                                  first line, then "path<TAB>label" per sample
@@ -79,12 +82,12 @@ def jobs(path):
 
     bilinear = InterpolationMode.BILINEAR
     for line in open(path):
-        a = line.split()
-        if not a:
+        a = line.rstrip("\n").split("\t")
+        if not a[0]:
             continue
         op, src, dst, args = a[0], a[1], a[2], a[3:]
         img = Image.open(src).convert("RGB")
-        n = [int(v) for v in args] if op != "normalize" else [float(v) for v in args]
+        n = [float(v) for v in args] if op == "normalize" else [int(v) for v in args]
         tensor = None
         if op == "resized_crop":
             out = F.resized_crop(img, n[0], n[1], n[2], n[3], [n[4], n[5]], bilinear)
@@ -102,6 +105,10 @@ def jobs(path):
             tensor = T.ToTensor()(img)
         elif op == "normalize":
             tensor = T.Normalize(n[:3], n[3:])(T.ToTensor()(img))
+        elif op == "eval":
+            tensor = T.Compose([
+                T.Resize(n[0]), T.CenterCrop(n[1]), T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(img)
         else:
             raise SystemExit(f"unknown op {op}")
         if tensor is not None:
