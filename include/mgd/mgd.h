@@ -2,6 +2,14 @@
 // The umbrella header: everything a user of the library needs.
 #pragma once
 
+#include "mgd/data/cifar.h"
+#include "mgd/data/dataset.h"
+#include "mgd/data/idx.h"
+#include "mgd/data/image.h"
+#include "mgd/data/image_folder.h"
+#include "mgd/data/loader.h"
+#include "mgd/data/rng.h"
+#include "mgd/data/transforms.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/distiller/feature_net.h"
 #include "mgd/loss/loss.h"

@@ -4,6 +4,7 @@
 MGD_DEPS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgloo-dev
+  libjpeg62-turbo-dev libpng-dev zlib1g-dev
   googletest libgtest-dev
   python3-numpy python3-scipy python3-torch python3-torchvision
 )

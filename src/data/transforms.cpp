@@ -1,0 +1,521 @@
+#include "mgd/data/transforms.h"
+
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace mgd {
+namespace data {
+namespace {
+
+// PIL's Resample.c: 8-bit samples are filtered with coefficients in this much fixed point.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+// Python's round(): half to even, independent of the floating-point environment.
+int64_t round_half_even(double x) {
+  const double r = std::round(x);  // half away from zero
+  if (std::abs(x - std::trunc(x)) == 0.5) return static_cast<int64_t>(2.0 * std::round(x / 2.0));
+  return static_cast<int64_t>(r);
+}
+
+// PIL's precompute_coeffs() for the bilinear (triangle) filter, with its normalisation to
+// fixed point (normalize_coeffs_8bpc). Output pixel i reads inputs [first[i], first[i] +
+// count[i]) with weights[i * ksize + k].
+struct Coefficients {
+  int64_t ksize = 0;
+  std::vector<int64_t> first;
+  std::vector<int64_t> count;
+  std::vector<int32_t> weights;
+};
+
+Coefficients bilinear_coefficients(int64_t in_size, double in0, double in1, int64_t out_size) {
+  const double scale = (in1 - in0) / static_cast<double>(out_size);
+  const double filterscale = std::max(scale, 1.0);
+  const double support = 1.0 * filterscale;
+  Coefficients c;
+  c.ksize = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
+  c.first.resize(out_size);
+  c.count.resize(out_size);
+  c.weights.assign(static_cast<size_t>(out_size * c.ksize), 0);
+  std::vector<double> k(static_cast<size_t>(c.ksize));
+  for (int64_t xx = 0; xx < out_size; ++xx) {
+    const double center = in0 + (static_cast<double>(xx) + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    // PIL's int casts truncate toward zero; the clamps below make that equal to floor.
+    int64_t xmin = static_cast<int64_t>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax = std::min(std::max<int64_t>(xmax - xmin, 0), c.ksize);
+    double ww = 0.0;
+    for (int64_t x = 0; x < xmax; ++x) {
+      double t = std::abs((static_cast<double>(x + xmin) - center + 0.5) * ss);
+      const double w = t < 1.0 ? 1.0 - t : 0.0;
+      k[x] = w;
+      ww += w;
+    }
+    for (int64_t x = 0; x < xmax; ++x) {
+      const double w = ww != 0.0 ? k[x] / ww : k[x];
+      const double fixed = w * static_cast<double>(1 << kPrecisionBits);
+      c.weights[xx * c.ksize + x] = static_cast<int32_t>(w < 0 ? fixed - 0.5 : fixed + 0.5);
+    }
+    c.first[xx] = xmin;
+    c.count[xx] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int32_t v) {
+  v >>= kPrecisionBits;
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// Horizontal pass over `rows` rows starting at `src` (row stride `src_stride` bytes).
+template <int kC>
+void resample_horizontal(const uint8_t* src, int64_t src_stride, int64_t rows, int64_t channels,
+                         const Coefficients& c, int64_t out_width, uint8_t* dst) {
+  const int64_t C = kC > 0 ? kC : channels;
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  for (int64_t y = 0; y < rows; ++y) {
+    const uint8_t* in = src + y * src_stride;
+    uint8_t* out = dst + y * out_width * C;
+    for (int64_t xx = 0; xx < out_width; ++xx) {
+      const int32_t* k = c.weights.data() + xx * c.ksize;
+      const uint8_t* p = in + c.first[xx] * C;
+      const int64_t n = c.count[xx];
+      if (kC == 3) {
+        int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
+        for (int64_t x = 0; x < n; ++x, p += 3) {
+          s0 += p[0] * k[x];
+          s1 += p[1] * k[x];
+          s2 += p[2] * k[x];
+        }
+        out[xx * 3 + 0] = clip8(s0);
+        out[xx * 3 + 1] = clip8(s1);
+        out[xx * 3 + 2] = clip8(s2);
+      } else {
+        for (int64_t ch = 0; ch < C; ++ch) {
+          int32_t s = kHalf;
+          for (int64_t x = 0; x < n; ++x) s += p[x * C + ch] * k[x];
+          out[xx * C + ch] = clip8(s);
+        }
+      }
+    }
+  }
+}
+
+// Vertical pass: output row yy blends input rows [first, first + count) of `src`.
+void resample_vertical(const uint8_t* src, int64_t src_stride, int64_t row_bytes,
+                       const Coefficients& c, int64_t out_height, uint8_t* dst) {
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  std::vector<int32_t> acc(static_cast<size_t>(row_bytes));
+  for (int64_t yy = 0; yy < out_height; ++yy) {
+    std::fill(acc.begin(), acc.end(), kHalf);
+    const int32_t* k = c.weights.data() + yy * c.ksize;
+    for (int64_t y = 0; y < c.count[yy]; ++y) {
+      const uint8_t* in = src + (c.first[yy] + y) * src_stride;
+      const int32_t w = k[y];
+      for (int64_t i = 0; i < row_bytes; ++i) acc[i] += in[i] * w;
+    }
+    uint8_t* out = dst + yy * row_bytes;
+    for (int64_t i = 0; i < row_bytes; ++i) out[i] = clip8(acc[i]);
+  }
+}
+
+void check_image(const Image& image, const char* who) {
+  TORCH_CHECK(image.height > 0 && image.width > 0 && image.channels > 0, who,
+              ": expected a non-empty image, got ", image.width, "x", image.height, "x",
+              image.channels);
+  TORCH_CHECK(image.data.size() == static_cast<size_t>(image.height * image.width * image.channels),
+              who, ": image holds ", image.data.size(), " bytes, expected ",
+              image.height * image.width * image.channels);
+}
+
+void check_size(int64_t height, int64_t width, const char* who) {
+  TORCH_CHECK(height > 0 && width > 0, "Invalid ", who, " size: ", height, "x", width);
+}
+
+}  // namespace
+
+Image resize_region(const Image& image, const ResizePlan& plan) {
+  check_image(image, "resize");
+  check_size(plan.out_height, plan.out_width, "resize output");
+  TORCH_CHECK(plan.width > 0 && plan.height > 0 && plan.left >= 0 && plan.top >= 0 &&
+                  plan.left + plan.width <= image.width + 1e-6 &&
+                  plan.top + plan.height <= image.height + 1e-6,
+              "resize: box (top ", plan.top, ", left ", plan.left, ", height ", plan.height,
+              ", width ", plan.width, ") does not lie inside the ", image.width, "x", image.height,
+              " image");
+  const int64_t C = image.channels;
+  // The pixels the box touches; coordinates below are relative to (x0, y0), so the filter is
+  // clamped to the box's pixels exactly as after PIL's crop().
+  const int64_t x0 = static_cast<int64_t>(std::floor(plan.left));
+  const int64_t y0 = static_cast<int64_t>(std::floor(plan.top));
+  const int64_t x1 = std::min<int64_t>(
+      static_cast<int64_t>(std::ceil(plan.left + plan.width - 1e-9)), image.width);
+  const int64_t y1 = std::min<int64_t>(
+      static_cast<int64_t>(std::ceil(plan.top + plan.height - 1e-9)), image.height);
+  const int64_t in_w = x1 - x0, in_h = y1 - y0;
+  const double bx0 = plan.left - static_cast<double>(x0), bx1 = bx0 + plan.width;
+  const double by0 = plan.top - static_cast<double>(y0), by1 = by0 + plan.height;
+  const bool need_h = plan.out_width != in_w || bx0 != 0.0 || bx1 != static_cast<double>(in_w);
+  const bool need_v = plan.out_height != in_h || by0 != 0.0 || by1 != static_cast<double>(in_h);
+  const uint8_t* origin = image.data.data() + (y0 * image.width + x0) * C;
+  const int64_t stride = image.width * C;
+
+  Image out(plan.out_height, plan.out_width, C);
+  if (!need_h && !need_v) {
+    for (int64_t y = 0; y < in_h; ++y) {
+      std::memcpy(out.row(y), origin + y * stride, static_cast<size_t>(in_w * C));
+    }
+    return out;
+  }
+  const Coefficients cv = bilinear_coefficients(in_h, by0, by1, plan.out_height);
+  if (!need_h) {
+    resample_vertical(origin, stride, in_w * C, cv, plan.out_height, out.data.data());
+    return out;
+  }
+  const Coefficients ch = bilinear_coefficients(in_w, bx0, bx1, plan.out_width);
+  // Only the rows the vertical pass reads go through the horizontal one (PIL does the same).
+  int64_t row_first = 0, row_last = in_h;
+  if (need_v) {
+    row_first = cv.first[0];
+    row_last = cv.first[plan.out_height - 1] + cv.count[plan.out_height - 1];
+  }
+  const int64_t rows = row_last - row_first;
+  uint8_t* target = out.data.data();
+  std::vector<uint8_t> temp;
+  if (need_v) {
+    temp.resize(static_cast<size_t>(rows * plan.out_width * C));
+    target = temp.data();
+  }
+  const uint8_t* src = origin + row_first * stride;
+  switch (C) {
+    case 1:
+      resample_horizontal<1>(src, stride, rows, C, ch, plan.out_width, target);
+      break;
+    case 3:
+      resample_horizontal<3>(src, stride, rows, C, ch, plan.out_width, target);
+      break;
+    default:
+      resample_horizontal<0>(src, stride, rows, C, ch, plan.out_width, target);
+  }
+  if (need_v) {
+    Coefficients shifted = cv;
+    for (auto& f : shifted.first) f -= row_first;
+    resample_vertical(temp.data(), plan.out_width * C, plan.out_width * C, shifted, plan.out_height,
+                      out.data.data());
+  }
+  return out;
+}
+
+std::array<int64_t, 2> shorter_side_size(int64_t height, int64_t width, int64_t size) {
+  TORCH_CHECK(size > 0, "Invalid resize size: ", size);
+  check_size(height, width, "image");
+  // torchvision's _compute_resized_output_size: int(size * long / short), truncated.
+  if (width <= height) {
+    return {static_cast<int64_t>(static_cast<double>(size) * static_cast<double>(height) /
+                                 static_cast<double>(width)),
+            size};
+  }
+  return {size, static_cast<int64_t>(static_cast<double>(size) * static_cast<double>(width) /
+                                     static_cast<double>(height))};
+}
+
+Image crop(const Image& image, const Region& region) {
+  check_size(region.height, region.width, "crop");
+  const int64_t C = image.channels;
+  Image out(region.height, region.width, C);
+  // The part of the box inside the image; the rest stays zero.
+  const int64_t x_begin = std::max<int64_t>(region.left, 0);
+  const int64_t x_end = std::min<int64_t>(region.left + region.width, image.width);
+  const int64_t y_begin = std::max<int64_t>(region.top, 0);
+  const int64_t y_end = std::min<int64_t>(region.top + region.height, image.height);
+  if (x_end <= x_begin) return out;
+  for (int64_t y = y_begin; y < y_end; ++y) {
+    std::memcpy(out.row(y - region.top) + (x_begin - region.left) * C, image.row(y) + x_begin * C,
+                static_cast<size_t>((x_end - x_begin) * C));
+  }
+  return out;
+}
+
+void hflip(Image& image) {
+  const int64_t C = image.channels;
+  for (int64_t y = 0; y < image.height; ++y) {
+    uint8_t* row = image.row(y);
+    for (int64_t l = 0, r = image.width - 1; l < r; ++l, --r) {
+      for (int64_t c = 0; c < C; ++c) std::swap(row[l * C + c], row[r * C + c]);
+    }
+  }
+}
+
+// --- RandomResizedCrop
+
+RandomResizedCrop::RandomResizedCrop(RandomResizedCropOptions options)
+    : options_(std::move(options)) {
+  check_size(options_.height(), options_.width(), "RandomResizedCrop");
+  const auto& s = options_.scale();
+  const auto& r = options_.ratio();
+  TORCH_CHECK(s.size() == 2 && s[0] > 0 && s[0] <= s[1],
+              "Invalid RandomResizedCrop scale: expected 0 < min <= max, got ", s);
+  TORCH_CHECK(r.size() == 2 && r[0] > 0 && r[0] <= r[1],
+              "Invalid RandomResizedCrop ratio: expected 0 < min <= max, got ", r);
+}
+
+Region RandomResizedCrop::get_params(int64_t height, int64_t width, Rng& rng) const {
+  check_size(height, width, "image");
+  const auto& scale = options_.scale();
+  const auto& ratio = options_.ratio();
+  const double area = static_cast<double>(height) * static_cast<double>(width);
+  const double log_r0 = std::log(ratio[0]), log_r1 = std::log(ratio[1]);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * rng.uniform(scale[0], scale[1]);
+    const double aspect = std::exp(rng.uniform(log_r0, log_r1));
+    const int64_t w = round_half_even(std::sqrt(target_area * aspect));
+    const int64_t h = round_half_even(std::sqrt(target_area / aspect));
+    if (0 < w && w <= width && 0 < h && h <= height) {
+      const int64_t top = rng.randint(0, height - h + 1);
+      const int64_t left = rng.randint(0, width - w + 1);
+      return {top, left, h, w};
+    }
+  }
+  // Fallback: the whole image, or its largest central box with an aspect ratio in range.
+  const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
+  int64_t w = width, h = height;
+  if (in_ratio < ratio[0]) {
+    h = round_half_even(static_cast<double>(w) / ratio[0]);
+  } else if (in_ratio > ratio[1]) {
+    w = round_half_even(static_cast<double>(h) * ratio[1]);
+  }
+  h = std::max<int64_t>(1, std::min(h, height));
+  w = std::max<int64_t>(1, std::min(w, width));
+  return {(height - h) / 2, (width - w) / 2, h, w};
+}
+
+c10::optional<ResizePlan> RandomResizedCrop::plan(int64_t height, int64_t width, Rng& rng) const {
+  const Region box = get_params(height, width, rng);
+  ResizePlan p;
+  p.top = static_cast<double>(box.top);
+  p.left = static_cast<double>(box.left);
+  p.height = static_cast<double>(box.height);
+  p.width = static_cast<double>(box.width);
+  p.out_height = options_.height();
+  p.out_width = options_.width();
+  return p;
+}
+
+void RandomResizedCrop::apply(Image& image, Rng& rng) const {
+  check_image(image, "RandomResizedCrop");
+  image = resize_region(image, *plan(image.height, image.width, rng));
+}
+
+// --- RandomHorizontalFlip
+
+RandomHorizontalFlip::RandomHorizontalFlip(RandomHorizontalFlipOptions options)
+    : options_(options) {
+  TORCH_CHECK(options_.p() >= 0 && options_.p() <= 1,
+              "Invalid RandomHorizontalFlip probability: ", options_.p());
+}
+
+void RandomHorizontalFlip::apply(Image& image, Rng& rng) const {
+  if (rng.bernoulli(options_.p())) hflip(image);
+}
+
+// --- Resize
+
+Resize::Resize(ResizeOptions options) : options_(std::move(options)) {
+  const auto& s = options_.size();
+  TORCH_CHECK((s.size() == 1 && s[0] > 0) || (s.size() == 2 && s[0] > 0 && s[1] > 0),
+              "Invalid Resize size: expected {shorter side} or {height, width}, got ", s);
+}
+
+c10::optional<ResizePlan> Resize::plan(int64_t height, int64_t width, Rng&) const {
+  const auto& s = options_.size();
+  const std::array<int64_t, 2> out =
+      s.size() == 1 ? shorter_side_size(height, width, s[0]) : std::array<int64_t, 2>{s[0], s[1]};
+  ResizePlan p;
+  p.height = static_cast<double>(height);
+  p.width = static_cast<double>(width);
+  p.out_height = out[0];
+  p.out_width = out[1];
+  return p;
+}
+
+void Resize::apply(Image& image, Rng& rng) const {
+  check_image(image, "Resize");
+  const ResizePlan p = *plan(image.height, image.width, rng);
+  if (p.out_height == image.height && p.out_width == image.width) return;
+  image = resize_region(image, p);
+}
+
+// --- CenterCrop
+
+CenterCrop::CenterCrop(CenterCropOptions options) : options_(options) {
+  check_size(options_.height(), options_.width(), "CenterCrop");
+}
+
+void CenterCrop::apply(Image& image, Rng&) const {
+  check_image(image, "CenterCrop");
+  const int64_t ch = options_.height(), cw = options_.width();
+  if (ch == image.height && cw == image.width) return;
+  // torchvision pads a too-small side with (crop - size) // 2 zeros before it, then crops at
+  // round((size - crop) / 2) of the padded image; both collapse into one signed offset.
+  const int64_t top = ch > image.height
+                          ? -((ch - image.height) / 2)
+                          : round_half_even(static_cast<double>(image.height - ch) / 2.0);
+  const int64_t left = cw > image.width
+                           ? -((cw - image.width) / 2)
+                           : round_half_even(static_cast<double>(image.width - cw) / 2.0);
+  image = crop(image, {top, left, ch, cw});
+}
+
+// --- RandomCrop
+
+RandomCrop::RandomCrop(RandomCropOptions options) : options_(options) {
+  check_size(options_.height(), options_.width(), "RandomCrop");
+  TORCH_CHECK(options_.padding() >= 0, "Invalid RandomCrop padding: ", options_.padding());
+}
+
+void RandomCrop::apply(Image& image, Rng& rng) const {
+  check_image(image, "RandomCrop");
+  const int64_t pad = options_.padding();
+  const int64_t h = image.height + 2 * pad, w = image.width + 2 * pad;
+  const int64_t th = options_.height(), tw = options_.width();
+  TORCH_CHECK(th <= h && tw <= w, "RandomCrop: crop size ", tw, "x", th,
+              " is larger than the padded input image size ", w, "x", h);
+  if (th == h && tw == w && pad == 0) return;
+  int64_t top = 0, left = 0;
+  if (!(th == h && tw == w)) {  // torchvision draws nothing when the sizes are equal
+    top = rng.randint(0, h - th + 1);
+    left = rng.randint(0, w - tw + 1);
+  }
+  image = crop(image, {top - pad, left - pad, th, tw});
+}
+
+// --- ToTensor and Normalize
+
+NormalizeOptions imagenet_normalize() {
+  return NormalizeOptions({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
+}
+
+namespace {
+
+torch::Tensor to_tensor_with_tables(const Image& image,
+                                    const std::vector<std::array<float, 256>>& lut) {
+  check_image(image, "ToTensor");
+  const int64_t C = image.channels, H = image.height, W = image.width;
+  torch::Tensor out = torch::empty({C, H, W}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  const uint8_t* src = image.data.data();
+  const int64_t plane = H * W;
+  if (C == 3) {
+    const float* l0 = lut[0].data();
+    const float* l1 = lut[1].data();
+    const float* l2 = lut[2].data();
+    for (int64_t i = 0; i < plane; ++i) {
+      dst[i] = l0[src[3 * i]];
+      dst[plane + i] = l1[src[3 * i + 1]];
+      dst[2 * plane + i] = l2[src[3 * i + 2]];
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      const float* l = lut[c].data();
+      for (int64_t i = 0; i < plane; ++i) dst[c * plane + i] = l[src[C * i + c]];
+    }
+  }
+  return out;
+}
+
+void check_normalize(const NormalizeOptions& n, int64_t channels) {
+  TORCH_CHECK(n.mean().size() == n.std().size() && !n.mean().empty(),
+              "Invalid Normalize: mean has ", n.mean().size(), " values and std ", n.std().size());
+  TORCH_CHECK(static_cast<int64_t>(n.mean().size()) == channels, "Normalize: ", n.mean().size(),
+              " channel statistics for an image of ", channels, " channels");
+  for (double s : n.std()) TORCH_CHECK(s != 0.0, "Invalid Normalize std: ", n.std(), " has a zero");
+}
+
+}  // namespace
+
+torch::Tensor to_tensor(const Image& image) {
+  std::vector<std::array<float, 256>> lut(
+      static_cast<size_t>(std::max<int64_t>(image.channels, 1)));
+  for (auto& l : lut) {
+    for (int v = 0; v < 256; ++v) l[v] = static_cast<float>(v) / 255.0f;
+  }
+  return to_tensor_with_tables(image, lut);
+}
+
+torch::Tensor to_tensor(const Image& image, const NormalizeOptions& normalize) {
+  check_normalize(normalize, image.channels);
+  std::vector<std::array<float, 256>> lut(static_cast<size_t>(image.channels));
+  for (int64_t c = 0; c < image.channels; ++c) {
+    // As torchvision: x = v / 255 in float, then (x - mean) / std with float32 statistics.
+    const float mean = static_cast<float>(normalize.mean()[c]);
+    const float std = static_cast<float>(normalize.std()[c]);
+    for (int v = 0; v < 256; ++v) lut[c][v] = (static_cast<float>(v) / 255.0f - mean) / std;
+  }
+  return to_tensor_with_tables(image, lut);
+}
+
+torch::Tensor normalize(const torch::Tensor& image, const NormalizeOptions& options) {
+  TORCH_CHECK(image.dim() == 3 && image.is_floating_point(),
+              "Normalize: expected a float C x H x W tensor, got ", image.sizes(), " ",
+              image.dtype());
+  check_normalize(options, image.size(0));
+  auto mean = torch::tensor(options.mean(), image.options()).view({-1, 1, 1});
+  auto std = torch::tensor(options.std(), image.options()).view({-1, 1, 1});
+  return (image - mean) / std;
+}
+
+// --- Compose
+
+Compose::Compose(std::vector<std::shared_ptr<Transform>> steps,
+                 c10::optional<NormalizeOptions> normalize)
+    : steps_(std::move(steps)), normalize_(std::move(normalize)) {
+  for (const auto& s : steps_) TORCH_CHECK(s, "Compose: null transform");
+  if (normalize_) {
+    TORCH_CHECK(
+        normalize_->mean().size() == normalize_->std().size() && !normalize_->mean().empty(),
+        "Invalid Normalize: mean has ", normalize_->mean().size(), " values and std ",
+        normalize_->std().size());
+  }
+}
+
+void Compose::apply_steps(Image& image, Rng& rng, size_t first) const {
+  for (size_t i = first; i < steps_.size(); ++i) steps_[i]->apply(image, rng);
+}
+
+torch::Tensor Compose::finish(const Image& image) const {
+  return normalize_ ? to_tensor(image, *normalize_) : to_tensor(image);
+}
+
+torch::Tensor Compose::operator()(Image image, Rng& rng) const {
+  apply_steps(image, rng);
+  return finish(image);
+}
+
+std::string Compose::describe() const {
+  std::string s;
+  for (const auto& step : steps_) s += step->name() + " -> ";
+  s += "ToTensor";
+  if (normalize_) s += " -> Normalize";
+  return s;
+}
+
+Compose imagenet_train_transform(int64_t size) {
+  return Compose({std::make_shared<RandomResizedCrop>(RandomResizedCropOptions(size)),
+                  std::make_shared<RandomHorizontalFlip>()},
+                 imagenet_normalize());
+}
+
+Compose imagenet_eval_transform(int64_t resize, int64_t crop) {
+  return Compose({std::make_shared<Resize>(ResizeOptions(resize)),
+                  std::make_shared<CenterCrop>(CenterCropOptions(crop))},
+                 imagenet_normalize());
+}
+
+}  // namespace data
+}  // namespace mgd
