@@ -103,8 +103,10 @@ Cursor::Cursor(const Source& source, uint64_t begin, uint64_t end, std::string w
 }
 
 void Cursor::need(uint64_t n) const {
-  if (n > remaining())
-    fail("unexpected end of data: need ", n, " more bytes, ", remaining(), " left");
+  if (n > remaining()) {
+    fail("truncated or corrupt: unexpected end of data (", n, " more bytes needed, ", remaining(),
+         " left)");
+  }
 }
 
 void Cursor::fill() {
@@ -152,7 +154,7 @@ std::string Cursor::string(uint64_t n) {
 std::string Cursor::line(size_t max_length) {
   std::string s;
   while (true) {
-    if (remaining() == 0) fail("unexpected end of data in a text field");
+    if (remaining() == 0) fail("truncated or corrupt: unexpected end of data in a text field");
     const char c = static_cast<char>(byte());
     if (c == '\n') return s;
     if (s.size() >= max_length) fail("text field longer than ", max_length, " bytes");
