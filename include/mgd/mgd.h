@@ -24,5 +24,8 @@
 #include "mgd/reducers/reducer.h"
 #include "mgd/reducers/sm.h"
 #include "mgd/reducers/sp.h"
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
+#include "mgd/serialize/value.h"
 #include "mgd/solver/assignment.h"
 #include "mgd/util/threads.h"
