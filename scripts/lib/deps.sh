@@ -3,9 +3,9 @@
 
 MGD_DEPS=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libgloo-dev
+  libtorch-dev libgloo-dev zlib1g-dev
   googletest libgtest-dev
-  python3-numpy python3-scipy python3-torch python3-torchvision
+  python3-numpy python3-scipy python3-torch python3-torchvision python3-pil
 )
 
 mgd_install_deps() {
