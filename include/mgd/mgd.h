@@ -4,6 +4,12 @@
 
 #include "mgd/distiller/distiller.h"
 #include "mgd/distiller/feature_net.h"
+#include "mgd/logging/crc32c.h"
+#include "mgd/logging/event_writer.h"
+#include "mgd/logging/image.h"
+#include "mgd/logging/metrics_log.h"
+#include "mgd/logging/progress.h"
+#include "mgd/logging/run_logger.h"
 #include "mgd/loss/loss.h"
 #include "mgd/margins/margins.h"
 #include "mgd/models/mobilenet.h"
