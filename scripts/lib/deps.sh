@@ -6,7 +6,7 @@ MGD_DEPS=(
   libtorch-dev libgloo-dev
   libjpeg62-turbo-dev libpng-dev zlib1g-dev
   googletest libgtest-dev
-  python3-numpy python3-scipy python3-torch python3-torchvision
+  python3-numpy python3-scipy python3-torch python3-torchvision python3-pil
 )
 
 mgd_install_deps() {
