@@ -5,7 +5,7 @@ MGD_DEPS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libgloo-dev
   libjpeg62-turbo-dev libpng-dev zlib1g-dev
-  googletest libgtest-dev
+  googletest libgtest-dev libcli11-dev libyaml-cpp-dev
   python3-numpy python3-scipy python3-torch python3-torchvision python3-pil
 )
 

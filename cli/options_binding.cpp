@@ -1,0 +1,209 @@
+#include "options_binding.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "mgd/data/dataset.h"
+#include "mgd/models/registry.h"
+#include "mgd/reducers/reducer.h"
+
+namespace mgd::cli {
+
+std::string OptionBinder::key(const std::string& long_name) {
+  std::string k = long_name;
+  while (!k.empty() && k[0] == '-') k.erase(0, 1);
+  std::replace(k.begin(), k.end(), '-', '_');
+  return k;
+}
+
+CLI::Option* OptionBinder::flag(const std::string& flags, bool& field, const std::string& help) {
+  auto* opt = app_->add_flag(flags, field, help);
+  yaml_[key(opt->get_name())] = [&field](const YAML::Node& n) { field = n.as<bool>(); };
+  return opt;
+}
+
+CLI::Option* OptionBinder::custom(const std::string& flags, const std::string& help,
+                                  std::function<void(const std::string&)> apply) {
+  auto* opt = app_->add_option_function<std::string>(flags, apply, help);
+  yaml_[key(opt->get_name())] = [apply](const YAML::Node& n) {
+    if (n.IsSequence()) {
+      std::ostringstream s;
+      for (size_t i = 0; i < n.size(); ++i) s << (i ? "," : "") << n[i].as<std::string>();
+      apply(s.str());
+    } else {
+      apply(n.as<std::string>());
+    }
+  };
+  return opt;
+}
+
+void OptionBinder::apply_yaml(const std::string& path) const {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw std::runtime_error("cannot read config file '" + path + "'");
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("config file '" + path + "' is not valid YAML: " + e.what());
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) throw std::runtime_error("config file '" + path + "': expected a mapping of option: value");
+  for (const auto& entry : root) {
+    const auto name = key(entry.first.as<std::string>());
+    auto it = yaml_.find(name);
+    if (it == yaml_.end()) {
+      std::ostringstream known;
+      for (const auto& k : yaml_) known << (known.tellp() > 0 ? ", " : "") << k.first;
+      throw std::runtime_error("config file '" + path + "': unknown option '" + name +
+                               "' for this command (known: " + known.str() + ")");
+    }
+    try {
+      it->second(entry.second);
+    } catch (const YAML::Exception& e) {
+      throw std::runtime_error("config file '" + path + "': option '" + name +
+                               "' has a value of the wrong type (" + e.what() + ")");
+    } catch (const std::exception& e) {
+      throw std::runtime_error("config file '" + path + "': option '" + name + "': " + e.what());
+    }
+  }
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+  std::ostringstream s;
+  for (size_t i = 0; i < v.size(); ++i) s << (i ? ", " : "") << v[i];
+  return s.str();
+}
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    item.erase(std::remove_if(item.begin(), item.end(), [](char c) { return c == ' ' || c == '[' || c == ']'; }),
+               item.end());
+    if (item.empty()) continue;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) throw std::runtime_error("expected a comma-separated list of integers, got '" + text + "'");
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_data_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("--data", o.data_format,
+        "Dataset format: " + joined(data::dataset_formats()))
+      ->group("Data");
+  b.add("--data-root", o.data_root,
+        "Dataset directory (default: the format's standard location, e.g. "
+        "/usr/share/datasets/fashion-mnist)")
+      ->group("Data");
+  b.add("--image-size", o.image_size, "Crop size for image folders (evaluation resizes to 8/7 of it first)")
+      ->group("Data");
+  b.add("-j,--workers", o.workers, "Data loading threads")->group("Data");
+  b.add("-b,--batch-size", o.batch_size, "Images per batch")->group("Data");
+}
+
+void add_training_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("--train-subset", o.train_subset, "Train on a fixed random subset of this many images (0: all)")
+      ->group("Training");
+  b.add("--epochs", o.epochs, "Training epochs")->group("Training");
+  b.add("--lr", o.lr, "Initial learning rate")->group("Training");
+  b.add("--momentum", o.momentum, "SGD momentum")->group("Training");
+  b.add("--wd,--weight-decay", o.weight_decay, "Weight decay (L2)")->group("Training");
+  b.custom("--nesterov", "Nesterov momentum: true or false (default true)",
+           [&o](const std::string& v) {
+             if (v == "true" || v == "1") o.nesterov = true;
+             else if (v == "false" || v == "0") o.nesterov = false;
+             else throw std::runtime_error("--nesterov expects true or false, got '" + v + "'");
+           })
+      ->group("Training");
+  b.add("--lr-schedule", o.lr_schedule, "step (multi-step drops) or cosine")
+      ->check(CLI::IsMember({"step", "cosine"}))
+      ->group("Training");
+  b.custom("--lr-drop-epochs", "Epochs at which the rate drops (comma-separated, e.g. 30,60,90)",
+           [&o](const std::string& v) { o.lr_drop_epochs = parse_list(v); })
+      ->group("Training");
+  b.add("--lr-drop-ratio", o.lr_drop_ratio, "Factor applied at each drop")->group("Training");
+  b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")->group("Training");
+  b.flag("--no-augment{false}", o.augment, "Train without data augmentation")->group("Training");
+  b.flag("--skip-nonfinite", o.skip_nonfinite,
+         "Skip a step whose loss is NaN/inf instead of stopping the run")
+      ->group("Training");
+  b.add("--init-checkpoint,--student-checkpoint", o.init_checkpoint,
+        "Initial weights of the trained network (mgd or PyTorch checkpoint)")
+      ->group("Training");
+}
+
+void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
+  o.method = training::Method::kMgd;
+  b.add("--teacher-arch", o.teacher_arch, "Teacher architecture (see `mgd models`)")->group("Distillation");
+  b.add("--teacher-checkpoint", o.teacher_checkpoint,
+        "Trained teacher weights (mgd checkpoint, or a PyTorch state_dict / training checkpoint)")
+      ->group("Distillation");
+  b.custom("--method", "mgd (default), mgd+kd, or kd (logit distillation alone)",
+           [&o](const std::string& v) { o.method = training::parse_method(v); })
+      ->group("Distillation");
+  b.custom("--with-kd", "Add KD to MGD (same as --method mgd+kd): true or false",
+           [&o](const std::string& v) {
+             if (v == "true" || v == "1") o.method = training::Method::kMgdKd;
+             else if (v != "false" && v != "0") throw std::runtime_error("--with-kd expects true or false");
+           })
+      ->expected(0, 1)
+      ->default_str("true")
+      ->group("Distillation");
+  b.add("--reducer", o.reducer, "Channel reducer: " + joined(reducer_names()))
+      ->check(CLI::IsMember(reducer_names()))
+      ->group("Distillation");
+  b.add("--update-freq", o.update_freq, "Re-match every N epochs (the matching always runs before epoch 1)")
+      ->group("Distillation");
+  b.custom("--update-epochs", "Re-match before these epochs instead (comma-separated, 0-based)",
+           [&o](const std::string& v) { o.update_epochs = parse_list(v); })
+      ->group("Distillation");
+  b.add("--update-iters", o.update_iters, "Also re-match every N iterations (0: off)")->group("Distillation");
+  b.add("--tracking-images", o.tracking_images, "Training images per tracking pass")->group("Distillation");
+  b.add("--kd-temperature,-T", o.kd_temperature, "KD temperature")->group("Distillation");
+  b.add("--kd-weight", o.kd_weight, "Weight of the KD loss")->group("Distillation");
+  b.add("--loss-factor", o.loss_factor,
+        "Distillation loss divisor: loss += d_loss / batch / loss-factor (1e4 for 224 px inputs)")
+      ->group("Distillation");
+  b.custom("--ignore-positions",
+           "Feature positions not distilled (comma-separated, 0-based; default: the reference's "
+           "for the student, e.g. 0 for MobileNet-V2 and ShuffleNet-V2)",
+           [&o](const std::string& v) {
+             o.ignore_positions = parse_list(v);
+             o.ignore_positions_set = true;
+           })
+      ->group("Distillation");
+  b.add("--shave", o.shave,
+        "When t % s != 0: first (the reference: only the first k*s teacher channels) or best "
+        "(the solver picks the best k*s)")
+      ->check(CLI::IsMember({"first", "best"}))
+      ->group("Distillation");
+  b.flag("--post-relu{false}", o.pre_relu, "Distill features after the ReLU (default: before)")
+      ->group("Distillation");
+}
+
+void add_run_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`)")->group("Run");
+  b.add("--seed", o.seed, "Random seed (initialization, shuffling, augmentation)")->group("Run");
+  b.add("--device", o.device, "cpu, cuda or cuda:N")->group("Run");
+  b.add("--threads", o.threads, "CPU threads for LibTorch (0: every core)")->group("Run");
+  b.add("-o,--output-dir", o.output_dir, "Where checkpoints, metrics and TensorBoard events go")
+      ->group("Run");
+  b.add("--resume", o.resume, "Continue the run saved in this checkpoint")->group("Run");
+  b.add("-p,--print-freq", o.print_freq, "Progress line every N batches when not on a terminal")
+      ->group("Run");
+}
+
+}  // namespace mgd::cli

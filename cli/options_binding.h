@@ -1,0 +1,49 @@
+// Binds the fields of TrainOptions to command-line flags (CLI11) and to the keys of a YAML
+// config file, from one declaration per option, so the two can never disagree.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "mgd/training/options.h"
+
+namespace mgd::cli {
+
+class OptionBinder {
+ public:
+  explicit OptionBinder(CLI::App* app) : app_(app) {}
+
+  /// A flag "--name" (and its YAML key "name" / "name_with_underscores") bound to `field`.
+  template <typename T>
+  CLI::Option* add(const std::string& flags, T& field, const std::string& help) {
+    auto* opt = app_->add_option(flags, field, help)->capture_default_str();
+    yaml_[key(opt->get_name())] = [&field](const YAML::Node& n) { field = n.as<T>(); };
+    return opt;
+  }
+  /// A boolean "--name" flag (and YAML key) bound to `field`.
+  CLI::Option* flag(const std::string& flags, bool& field, const std::string& help);
+  /// A free-form option whose parsed value goes through `apply` (CLI and YAML both).
+  CLI::Option* custom(const std::string& flags, const std::string& help,
+                      std::function<void(const std::string&)> apply);
+
+  /// Applies a YAML mapping (the config file) to the bound fields. Throws std::runtime_error
+  /// naming the file and key on an unknown key or a value of the wrong type.
+  void apply_yaml(const std::string& path) const;
+
+ private:
+  static std::string key(const std::string& long_name);
+  CLI::App* app_;
+  std::map<std::string, std::function<void(const YAML::Node&)>> yaml_;
+};
+
+/// Registers the flags of `mgd train` / `mgd distill` / `mgd eval` on `app`.
+void add_data_options(OptionBinder& b, training::TrainOptions& o);
+void add_training_options(OptionBinder& b, training::TrainOptions& o);
+void add_distillation_options(OptionBinder& b, training::TrainOptions& o);
+void add_run_options(OptionBinder& b, training::TrainOptions& o);
+
+}  // namespace mgd::cli

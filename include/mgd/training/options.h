@@ -1,0 +1,76 @@
+// Everything a training, distillation or evaluation run is configured by. The CLI only
+// fills this struct (from flags and an optional YAML file) and calls the engine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mgd::training {
+
+/// What the student learns from besides its labels.
+enum class Method {
+  kNone,    ///< base training (mgd train)
+  kMgd,     ///< MGD feature distillation
+  kMgdKd,   ///< MGD + Hinton's KD on the logits
+  kKd,      ///< KD alone
+};
+
+const char* method_name(Method method);
+/// "none", "mgd", "mgd+kd", "kd"; throws c10::Error naming the valid choices otherwise.
+Method parse_method(const std::string& name);
+
+struct TrainOptions {
+  // --- models ---
+  std::string arch = "resnet20";          ///< the network trained (the student)
+  std::string teacher_arch;               ///< distillation: the teacher's architecture
+  std::string teacher_checkpoint;         ///< distillation: the trained teacher's weights
+  std::string init_checkpoint;            ///< optional initial weights of the trained network
+
+  // --- data ---
+  std::string data_format = "fashion-mnist";  ///< fashion-mnist, mnist, cifar10, cifar100, imagefolder
+  std::string data_root;                  ///< empty: the format's default location
+  int64_t image_size = 224;               ///< ImageFolder crop size
+  int64_t train_subset = 0;               ///< > 0: train on this many training images (fixed subset)
+  int64_t workers = 2;                    ///< data loading threads
+  bool augment = true;                    ///< training augmentation
+
+  // --- optimization (spec 7) ---
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  bool nesterov = true;
+  std::string lr_schedule = "step";       ///< "step" (multi-step) or "cosine"
+  std::vector<int64_t> lr_drop_epochs;    ///< multi-step: epochs where lr *= lr_drop_ratio
+  double lr_drop_ratio = 0.1;
+  int64_t warmup_epochs = 0;
+
+  // --- distillation (spec 2-6) ---
+  Method method = Method::kNone;
+  std::string reducer = "amp";
+  int64_t update_freq = 2;                ///< matching every N epochs
+  std::vector<int64_t> update_epochs;     ///< or before each listed epoch
+  int64_t update_iters = 0;               ///< and/or every N iterations (0: off)
+  int64_t tracking_images = 20000;        ///< images per tracking pass
+  double kd_temperature = 1.5;
+  double kd_weight = 1.0;
+  double loss_factor = 1e4;               ///< d_loss / batch / loss_factor (spec 6)
+  std::vector<int64_t> ignore_positions;  ///< empty: the pair's default (see engine)
+  bool ignore_positions_set = false;      ///< true when the user gave ignore_positions
+  std::string shave = "first";            ///< "first" (reference) or "best"
+  bool pre_relu = true;
+
+  // --- run ---
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;                        ///< 0: every core
+  std::string output_dir = "runs/latest";
+  std::string resume;                     ///< checkpoint to continue from
+  bool evaluate_only = false;
+  int64_t print_freq = 50;
+  bool skip_nonfinite = false;            ///< skip a step with a non-finite loss instead of stopping
+};
+
+}  // namespace mgd::training

@@ -1,0 +1,483 @@
+#include "mgd/training/engine.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <sstream>
+
+#include "mgd/data/dataset.h"
+#include "mgd/data/loader.h"
+#include "mgd/distiller/distiller.h"
+#include "mgd/loss/loss.h"
+#include "mgd/models/registry.h"
+#include "mgd/training/checkpoint.h"
+#include "mgd/training/metrics.h"
+#include "mgd/training/run_log.h"
+#include "mgd/training/schedule.h"
+#include "mgd/training/sgd.h"
+#include "mgd/util/threads.h"
+
+namespace mgd::training {
+
+const char* method_name(Method method) {
+  switch (method) {
+    case Method::kNone: return "none";
+    case Method::kMgd: return "mgd";
+    case Method::kMgdKd: return "mgd+kd";
+    case Method::kKd: return "kd";
+  }
+  return "?";
+}
+
+Method parse_method(const std::string& name) {
+  if (name == "none") return Method::kNone;
+  if (name == "mgd") return Method::kMgd;
+  if (name == "mgd+kd") return Method::kMgdKd;
+  if (name == "kd") return Method::kKd;
+  TORCH_CHECK(false, "Unknown distillation method '", name,
+              "' (expected one of: none, mgd, mgd+kd, kd)");
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+torch::Device parse_device(const std::string& name) {
+  c10::optional<torch::Device> device;
+  try {
+    device = torch::Device(name);
+  } catch (const c10::Error&) {
+    TORCH_CHECK(false, "Invalid device '", name, "' (expected cpu, cuda or cuda:N)");
+  }
+  TORCH_CHECK(!device->is_cuda() || torch::cuda::is_available(), "Device '", name,
+              "' requested but this LibTorch has no usable CUDA device");
+  return *device;
+}
+
+bool uses_teacher(Method m) { return m != Method::kNone; }
+bool uses_mgd(Method m) { return m == Method::kMgd || m == Method::kMgdKd; }
+bool uses_kd(Method m) { return m == Method::kKd || m == Method::kMgdKd; }
+
+// The reference does not distill the first position of these students (spec 1).
+std::vector<int64_t> default_ignored_positions(const std::string& student) {
+  if (student.rfind("mobilenet_v2", 0) == 0 || student.rfind("shufflenet_v2", 0) == 0) return {0};
+  return {};
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t salt) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (salt + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+void validate(const TrainOptions& o) {
+  TORCH_CHECK(o.epochs >= 1, "Invalid epochs: ", o.epochs, " (expected >= 1)");
+  TORCH_CHECK(o.batch_size >= 1, "Invalid batch size: ", o.batch_size, " (expected >= 1)");
+  TORCH_CHECK(std::isfinite(o.lr) && o.lr > 0, "Invalid learning rate: ", o.lr);
+  TORCH_CHECK(o.lr_schedule == "step" || o.lr_schedule == "cosine", "Unknown lr schedule '",
+              o.lr_schedule, "' (expected step or cosine)");
+  TORCH_CHECK(o.shave == "first" || o.shave == "best", "Unknown shave rule '", o.shave,
+              "' (expected first or best)");
+  TORCH_CHECK(o.update_freq >= 1, "Invalid update frequency: ", o.update_freq, " (epochs, >= 1)");
+  TORCH_CHECK(o.tracking_images >= 1, "Invalid tracking images: ", o.tracking_images);
+  TORCH_CHECK(o.loss_factor > 0 && std::isfinite(o.loss_factor), "Invalid loss factor: ",
+              o.loss_factor);
+  TORCH_CHECK(o.workers >= 0, "Invalid workers: ", o.workers);
+  TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_arch.empty(),
+              "Distillation (", method_name(o.method), ") needs a teacher architecture (--teacher-arch)");
+  TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_checkpoint.empty(),
+              "Distillation (", method_name(o.method),
+              ") needs the trained teacher's weights (--teacher-checkpoint)");
+}
+
+class Engine {
+ public:
+  explicit Engine(TrainOptions options) : o_(std::move(options)) {
+    validate(o_);
+    threads_ = set_num_threads(o_.threads);
+    device_ = parse_device(o_.device);
+    torch::manual_seed(o_.seed);
+    open_data();
+    build_models();
+  }
+
+  RunSummary train();
+  EvalResult evaluate(FeatureNetImpl& net);
+  FeatureNet student() { return student_; }
+
+ private:
+  void open_data();
+  void build_models();
+  void matching_pass(int64_t epoch, int64_t step);
+  void write_checkpoint(bool is_best);
+  std::string config_text() const;
+
+  TrainOptions o_;
+  int threads_ = 1;
+  torch::Device device_{torch::kCPU};
+  std::shared_ptr<data::Dataset> train_set_, test_set_, tracking_set_;
+  FeatureNet student_, teacher_;
+  Distiller distiller_{nullptr};
+  std::unique_ptr<SGD> sgd_;
+  std::unique_ptr<RunLog> log_;
+  TrainingState state_;
+};
+
+void Engine::open_data() {
+  auto opts = [&](const std::string& split, bool augment) {
+    return data::DatasetOptions(o_.data_format, o_.data_root)
+        .split(split)
+        .augment(augment)
+        .image_size(o_.image_size);
+  };
+  test_set_ = data::make_dataset(opts("test", false));
+  if (!o_.evaluate_only) {
+    train_set_ = data::make_dataset(opts("train", o_.augment));
+    if (uses_mgd(o_.method)) tracking_set_ = data::make_dataset(opts("train", false));
+    const int64_t n = o_.train_subset > 0 ? std::min(o_.train_subset, train_set_->size())
+                                          : train_set_->size();
+    TORCH_CHECK(o_.batch_size <= n, "Batch size ", o_.batch_size, " is larger than the ", n,
+                " training images of ", o_.data_format, " at '", o_.data_root,
+                "' (every epoch would be empty)");
+  }
+}
+
+void Engine::build_models() {
+  const auto classes = test_set_->num_classes();
+  const auto channels = test_set_->channels();
+  auto model_opts = models::ModelOptions().classes(classes).in_channels(channels);
+  student_ = models::make_model(o_.arch, model_opts);
+  if (!o_.init_checkpoint.empty()) load_weights(o_.init_checkpoint, *student_, o_.arch);
+  if (uses_teacher(o_.method)) {
+    teacher_ = models::make_model(o_.teacher_arch, model_opts);
+    load_weights(o_.teacher_checkpoint, *teacher_, o_.teacher_arch);
+    teacher_->eval();
+    for (auto& p : teacher_->parameters()) p.requires_grad_(false);
+  }
+  if (uses_mgd(o_.method)) {
+    auto ignore = o_.ignore_positions_set ? o_.ignore_positions : default_ignored_positions(o_.arch);
+    distiller_ = Distiller(teacher_, student_,
+                           DistillerOptions()
+                               .reducer(o_.reducer)
+                               .ignore_positions(ignore)
+                               .pre_relu(o_.pre_relu)
+                               .shave(o_.shave == "best" ? ShaveRule::kBest : ShaveRule::kFirst)
+                               .with_kd(uses_kd(o_.method))
+                               .kd_temperature(o_.kd_temperature));
+    distiller_->to(device_);
+  } else {
+    student_->to(device_);
+    if (teacher_) teacher_->to(device_);
+  }
+}
+
+EvalResult Engine::evaluate(FeatureNetImpl& net) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = net.is_training();
+  net.eval();
+  data::Loader loader(test_set_, data::LoaderOptions()
+                                     .batch_size(o_.batch_size)
+                                     .shuffle(false)
+                                     .workers(o_.workers)
+                                     .seed(o_.seed));
+  AccuracyMeter meter;
+  for (auto& batch : loader) {
+    auto x = batch.images.to(device_);
+    auto y = batch.labels.to(device_);
+    auto logits = net.forward(x);
+    auto loss = torch::nn::functional::cross_entropy(
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    meter.add(logits, y, loss.item<double>());
+  }
+  net.train(was_training);
+  return {meter.top1_percent(), meter.top5_percent(), meter.mean_loss(), meter.count};
+}
+
+void Engine::matching_pass(int64_t epoch, int64_t step) {
+  const auto t0 = Clock::now();
+  // A deterministic, shuffled, un-augmented view of the training set, capped at
+  // tracking_images; a different subset for every pass, derived from the seed and the
+  // point in training, so a resumed run sees the same images.
+  data::Loader loader(tracking_set_,
+                      data::LoaderOptions()
+                          .batch_size(o_.batch_size)
+                          .shuffle(true)
+                          .workers(o_.workers)
+                          .seed(mix_seed(o_.seed, static_cast<uint64_t>(epoch * 1000003 + step)))
+                          .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
+  distiller_->reset_tracking();
+  for (auto& batch : loader) distiller_->track(batch.images.to(device_));
+  auto costs = distiller_->update_matching();
+  const double seconds = seconds_since(t0);
+  log_->matching(epoch, step, distiller_, costs, seconds);
+}
+
+std::string Engine::config_text() const {
+  std::ostringstream s;
+  auto list = [&](const std::vector<int64_t>& v) {
+    std::ostringstream l;
+    l << "[";
+    for (size_t i = 0; i < v.size(); ++i) l << (i ? ", " : "") << v[i];
+    l << "]";
+    return l.str();
+  };
+  s << std::setprecision(17);
+  s << "arch: " << o_.arch << "\n"
+    << "teacher_arch: " << (o_.teacher_arch.empty() ? "null" : o_.teacher_arch) << "\n"
+    << "teacher_checkpoint: " << (o_.teacher_checkpoint.empty() ? "null" : o_.teacher_checkpoint) << "\n"
+    << "init_checkpoint: " << (o_.init_checkpoint.empty() ? "null" : o_.init_checkpoint) << "\n"
+    << "data_format: " << o_.data_format << "\n"
+    << "data_root: " << (o_.data_root.empty() ? "null" : o_.data_root) << "\n"
+    << "image_size: " << o_.image_size << "\n"
+    << "train_subset: " << o_.train_subset << "\n"
+    << "workers: " << o_.workers << "\n"
+    << "augment: " << (o_.augment ? "true" : "false") << "\n"
+    << "epochs: " << o_.epochs << "\n"
+    << "batch_size: " << o_.batch_size << "\n"
+    << "lr: " << o_.lr << "\n"
+    << "momentum: " << o_.momentum << "\n"
+    << "weight_decay: " << o_.weight_decay << "\n"
+    << "nesterov: " << (o_.nesterov ? "true" : "false") << "\n"
+    << "lr_schedule: " << o_.lr_schedule << "\n"
+    << "lr_drop_epochs: " << list(o_.lr_drop_epochs) << "\n"
+    << "lr_drop_ratio: " << o_.lr_drop_ratio << "\n"
+    << "warmup_epochs: " << o_.warmup_epochs << "\n"
+    << "method: " << method_name(o_.method) << "\n"
+    << "reducer: " << o_.reducer << "\n"
+    << "update_freq: " << o_.update_freq << "\n"
+    << "update_epochs: " << list(o_.update_epochs) << "\n"
+    << "update_iters: " << o_.update_iters << "\n"
+    << "tracking_images: " << o_.tracking_images << "\n"
+    << "kd_temperature: " << o_.kd_temperature << "\n"
+    << "kd_weight: " << o_.kd_weight << "\n"
+    << "loss_factor: " << o_.loss_factor << "\n"
+    << "ignore_positions: "
+    << (o_.ignore_positions_set ? list(o_.ignore_positions) : list(default_ignored_positions(o_.arch)))
+    << "\n"
+    << "shave: " << o_.shave << "\n"
+    << "pre_relu: " << (o_.pre_relu ? "true" : "false") << "\n"
+    << "seed: " << o_.seed << "\n"
+    << "device: " << o_.device << "\n"
+    << "threads: " << threads_ << "\n"
+    << "output_dir: " << o_.output_dir << "\n"
+    << "print_freq: " << o_.print_freq << "\n"
+    << "skip_nonfinite: " << (o_.skip_nonfinite ? "true" : "false") << "\n";
+  return s.str();
+}
+
+void Engine::write_checkpoint(bool is_best) {
+  const auto path = (fs::path(o_.output_dir) / "checkpoint.pth").string();
+  state_.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
+  save_checkpoint(path, *student_, d, sgd_->momentum_buffers(), state_);
+  if (is_best) {
+    save_checkpoint((fs::path(o_.output_dir) / "best.pth").string(), *student_, d,
+                    sgd_->momentum_buffers(), state_);
+  }
+}
+
+RunSummary Engine::train() {
+  fs::create_directories(o_.output_dir);
+  state_.arch = o_.arch;
+  state_.teacher_arch = o_.teacher_arch;
+  state_.method = method_name(o_.method);
+  state_.config = config_text();
+
+  auto params = distiller_ ? distiller_->trainable_parameters() : student_->parameters();
+  sgd_ = std::make_unique<SGD>(params, SGDOptions(o_.lr)
+                                           .momentum(o_.momentum)
+                                           .weight_decay(o_.weight_decay)
+                                           .nesterov(o_.nesterov));
+  if (!o_.resume.empty()) {
+    torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
+    auto restored = load_checkpoint(o_.resume, *student_, d, &sgd_->momentum_buffers());
+    TORCH_CHECK(restored.arch == o_.arch && restored.method == state_.method,
+                "Cannot resume '", o_.resume, "': it is a ", restored.method, " run of ",
+                restored.arch, ", this is a ", state_.method, " run of ", o_.arch);
+    restored.config = state_.config;
+    restored.arch = state_.arch;
+    restored.teacher_arch = state_.teacher_arch;
+    state_ = restored;
+    if (state_.rng_state.defined()) {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(state_.rng_state);
+    }
+    for (auto& b : sgd_->momentum_buffers()) {
+      if (b.defined()) b = b.to(device_);
+    }
+  }
+  log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, /*append=*/!o_.resume.empty());
+  {
+    std::ofstream cfg(fs::path(o_.output_dir) / "config.yaml");
+    cfg << state_.config;
+    TORCH_CHECK(cfg.good(), "Cannot write the run configuration into '", o_.output_dir, "'");
+  }
+
+  if (teacher_ && state_.teacher_top1 < 0) {
+    auto t = evaluate(*teacher_);
+    state_.teacher_top1 = t.top1;
+    log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
+  }
+
+  LrSchedule lr;
+  lr.kind = o_.lr_schedule == "cosine" ? LrSchedule::Kind::kCosine : LrSchedule::Kind::kMultiStep;
+  lr.base_lr = o_.lr;
+  lr.drop_epochs = o_.lr_drop_epochs;
+  lr.drop_ratio = o_.lr_drop_ratio;
+  lr.warmup_epochs = o_.warmup_epochs;
+  lr.epochs = o_.epochs;
+  MatchingSchedule matching;
+  matching.every_epochs = o_.update_freq;
+  matching.epochs = o_.update_epochs;
+  matching.every_iters = o_.update_iters;
+
+  data::Loader loader(train_set_, data::LoaderOptions()
+                                      .batch_size(o_.batch_size)
+                                      .shuffle(true)
+                                      .drop_last(true)
+                                      .workers(o_.workers)
+                                      .seed(o_.seed)
+                                      .max_samples(o_.train_subset));
+  RunSummary summary;
+  summary.output_dir = o_.output_dir;
+  const auto t_start = Clock::now();
+  auto ce_opts = torch::nn::functional::CrossEntropyFuncOptions();
+  for (int64_t epoch = state_.epoch; epoch < o_.epochs; ++epoch) {
+    if (distiller_ && matching.due_before_epoch(epoch)) matching_pass(epoch, state_.global_step);
+    if (distiller_) distiller_->train(); else student_->train();
+    loader.set_epoch(epoch);
+    const int64_t batches = loader.num_batches();
+    log_->begin_epoch(epoch, o_.epochs, batches);
+    AccuracyMeter train_meter;
+    for (auto& batch : loader) {
+      const double rate = lr.at(epoch, batch.index, batches);
+      sgd_->set_lr(rate);
+      auto x = batch.images.to(device_);
+      auto y = batch.labels.to(device_);
+      StepLosses parts;
+      torch::Tensor logits, loss;
+      if (distiller_) {
+        auto out = distiller_->forward(x);
+        logits = out.logits;
+        auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
+        auto d = out.loss / static_cast<double>(x.size(0)) / o_.loss_factor;
+        loss = ce + d;
+        parts.task = ce.item<double>();
+        parts.distill = d.item<double>();
+        for (size_t i = 0; i < out.position_losses.size(); ++i) {
+          parts.positions.push_back(out.position_losses[i].defined()
+                                        ? out.position_losses[i].item<double>() /
+                                              static_cast<double>(x.size(0)) / o_.loss_factor
+                                        : std::numeric_limits<double>::quiet_NaN());
+        }
+        if (out.kd_loss.defined()) {
+          loss = loss + o_.kd_weight * out.kd_loss;
+          parts.kd = out.kd_loss.item<double>();
+        }
+      } else {
+        logits = student_->forward(x);
+        auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
+        loss = ce;
+        parts.task = ce.item<double>();
+        if (teacher_) {  // KD alone
+          torch::Tensor teacher_logits;
+          {
+            torch::NoGradGuard no_grad;
+            teacher_logits = teacher_->forward(x);
+          }
+          auto kd = functional::kd_loss(logits, teacher_logits, o_.kd_temperature);
+          loss = loss + o_.kd_weight * kd;
+          parts.kd = kd.item<double>();
+        }
+      }
+      parts.total = loss.item<double>();
+      if (!std::isfinite(parts.total)) {
+        std::ostringstream what;
+        what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << batch.index + 1
+             << " (step " << state_.global_step + 1 << "): task " << parts.task;
+        if (distiller_) {
+          what << ", distillation " << parts.distill;
+          for (size_t i = 0; i < parts.positions.size(); ++i) {
+            if (!std::isnan(parts.positions[i]) || !std::isfinite(parts.positions[i])) {
+              what << ", position " << i << " " << parts.positions[i];
+            }
+          }
+        }
+        if (teacher_ && !std::isnan(parts.kd)) what << ", kd " << parts.kd;
+        if (o_.skip_nonfinite) {
+          log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
+          continue;
+        }
+        TORCH_CHECK(false, what.str(), ". The last good checkpoint is kept in '", o_.output_dir,
+                    "'; lower the learning rate or pass --skip-nonfinite.");
+      }
+      sgd_->zero_grad();
+      loss.backward();
+      sgd_->step();
+      ++state_.global_step;
+      train_meter.add(logits.detach(), y, parts.total * x.size(0));
+      log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
+                 train_meter.top1_percent());
+      if (distiller_ && matching.due_after_step(state_.global_step)) {
+        matching_pass(epoch, state_.global_step);
+        distiller_->train();
+      }
+    }
+    auto eval = evaluate(*student_);
+    state_.epoch = epoch + 1;
+    const bool is_best = eval.top1 > state_.best_top1 || epoch == 0;
+    if (is_best) {
+      state_.best_top1 = eval.top1;
+      state_.best_top5 = eval.top5;
+    }
+    log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
+                    eval.top1, eval.top5, eval.loss, sgd_->lr(), seconds_since(t_start));
+    write_checkpoint(is_best);
+    summary.final_eval = eval;
+  }
+  summary.best_top1 = state_.best_top1;
+  summary.teacher_top1 = state_.teacher_top1;
+  summary.train_seconds = seconds_since(t_start);
+  summary.epochs_done = state_.epoch;
+  summary.checkpoint = (fs::path(o_.output_dir) / "checkpoint.pth").string();
+  summary.best_checkpoint = (fs::path(o_.output_dir) / "best.pth").string();
+  if (state_.epoch == o_.epochs && summary.final_eval.images == 0) {
+    summary.final_eval = evaluate(*student_);  // resumed a finished run
+  }
+  log_->finish(summary.final_eval.top1, state_.best_top1, summary.train_seconds);
+  return summary;
+}
+
+}  // namespace
+
+RunSummary run_training(const TrainOptions& options) {
+  TORCH_CHECK(!options.evaluate_only, "run_training: evaluate_only is set; use run_evaluation");
+  Engine engine(options);
+  return engine.train();
+}
+
+EvalResult run_evaluation(const TrainOptions& options) {
+  TrainOptions o = options;
+  o.evaluate_only = true;
+  if (o.init_checkpoint.empty()) o.init_checkpoint = o.resume;
+  TORCH_CHECK(!o.init_checkpoint.empty(),
+              "Evaluation needs weights: pass a checkpoint (--checkpoint or --resume)");
+  o.method = Method::kNone;
+  Engine engine(o);
+  return engine.evaluate(*engine.student());
+}
+
+}  // namespace mgd::training
