@@ -63,7 +63,6 @@ int main(int argc, char** argv) {
   CLI::App app(kDescription, "mgd");
   app.require_subcommand(1);
   app.set_version_flag("--version", "mgd 0.1.0");
-  app.failure_message(CLI::FailureMessage::help);
 
   TrainOptions train_opts, distill_opts, eval_opts;
   std::string config;
