@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_run_options(tb, train_opts);
   mgd::cli::add_data_options(tb, train_opts);
   mgd::cli::add_training_options(tb, train_opts);
-  tb.flag("-e,--evaluate", train_opts.evaluate_only, "Only evaluate the --init-checkpoint or --resume weights");
+  tb.flag("-e,--evaluate", train_opts.evaluate_only,
+          "Only evaluate the --init-checkpoint or --resume weights", "evaluate");
 
   auto* distill = app.add_subcommand(
       "distill", "Train a student with MGD (or MGD+KD, or KD) from a trained teacher");
@@ -83,7 +84,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_data_options(db, distill_opts);
   mgd::cli::add_training_options(db, distill_opts);
   mgd::cli::add_distillation_options(db, distill_opts);
-  db.flag("-e,--evaluate", distill_opts.evaluate_only, "Only evaluate the teacher and the student's weights");
+  db.flag("-e,--evaluate", distill_opts.evaluate_only,
+          "Only evaluate the teacher and the student's weights", "evaluate");
 
   auto* eval = app.add_subcommand("eval", "Evaluate a checkpoint on the test split");
   mgd::cli::OptionBinder eb(eval);

@@ -17,9 +17,10 @@ std::string OptionBinder::key(const std::string& long_name) {
   return k;
 }
 
-CLI::Option* OptionBinder::flag(const std::string& flags, bool& field, const std::string& help) {
+CLI::Option* OptionBinder::flag(const std::string& flags, bool& field, const std::string& help,
+                                const std::string& yaml_key) {
   auto* opt = app_->add_flag(flags, field, help);
-  yaml_[key(opt->get_name())] = [&field](const YAML::Node& n) { field = n.as<bool>(); };
+  yaml_[yaml_key] = [&field](const YAML::Node& n) { field = n.as<bool>(); };
   return opt;
 }
 
@@ -51,6 +52,7 @@ void OptionBinder::apply_yaml(const std::string& path) const {
   if (!root.IsMap()) throw std::runtime_error("config file '" + path + "': expected a mapping of option: value");
   for (const auto& entry : root) {
     const auto name = key(entry.first.as<std::string>());
+    if (entry.second.IsNull()) continue;  // "key: null" (or empty): not set
     auto it = yaml_.find(name);
     if (it == yaml_.end()) {
       std::ostringstream known;
@@ -101,8 +103,8 @@ std::vector<int64_t> parse_list(const std::string& text) {
 }  // namespace
 
 void add_data_options(OptionBinder& b, training::TrainOptions& o) {
-  b.add("--data", o.data_format,
-        "Dataset format: " + joined(data::dataset_formats()))
+  b.add("--data", o.data_format, "Dataset format: " + joined(data::dataset_formats()),
+        "data_format")
       ->group("Data");
   b.add("--data-root", o.data_root,
         "Dataset directory (default: the format's standard location, e.g. "
@@ -120,7 +122,7 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--epochs", o.epochs, "Training epochs")->group("Training");
   b.add("--lr", o.lr, "Initial learning rate")->group("Training");
   b.add("--momentum", o.momentum, "SGD momentum")->group("Training");
-  b.add("--wd,--weight-decay", o.weight_decay, "Weight decay (L2)")->group("Training");
+  b.add("--weight-decay,--wd", o.weight_decay, "Weight decay (L2)")->group("Training");
   b.custom("--nesterov", "Nesterov momentum: true or false (default true)",
            [&o](const std::string& v) {
              if (v == "true" || v == "1") o.nesterov = true;
@@ -136,9 +138,9 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("Training");
   b.add("--lr-drop-ratio", o.lr_drop_ratio, "Factor applied at each drop")->group("Training");
   b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")->group("Training");
-  b.flag("--no-augment{false}", o.augment, "Train without data augmentation")->group("Training");
+  b.flag("--no-augment{false}", o.augment, "Train without data augmentation", "augment")->group("Training");
   b.flag("--skip-nonfinite", o.skip_nonfinite,
-         "Skip a step whose loss is NaN/inf instead of stopping the run")
+         "Skip a step whose loss is NaN/inf instead of stopping the run", "skip_nonfinite")
       ->group("Training");
   b.add("--init-checkpoint,--student-checkpoint", o.init_checkpoint,
         "Initial weights of the trained network (mgd or PyTorch checkpoint)")
@@ -190,7 +192,8 @@ void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
         "(the solver picks the best k*s)")
       ->check(CLI::IsMember({"first", "best"}))
       ->group("Distillation");
-  b.flag("--post-relu{false}", o.pre_relu, "Distill features after the ReLU (default: before)")
+  b.flag("--post-relu{false}", o.pre_relu, "Distill features after the ReLU (default: before)",
+         "pre_relu")
       ->group("Distillation");
 }
 

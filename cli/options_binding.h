@@ -18,15 +18,23 @@ class OptionBinder {
   explicit OptionBinder(CLI::App* app) : app_(app) {}
 
   /// A flag "--name" (and its YAML key "name" / "name_with_underscores") bound to `field`.
+  /// Every long name is a YAML key, and so is `yaml_alias` when given (the key under which
+  /// the engine's saved config.yaml writes the field, so that file is a valid --config).
   template <typename T>
-  CLI::Option* add(const std::string& flags, T& field, const std::string& help) {
+  CLI::Option* add(const std::string& flags, T& field, const std::string& help,
+                   const std::string& yaml_alias = "") {
     auto* opt = app_->add_option(flags, field, help)->capture_default_str();
-    yaml_[key(opt->get_name())] = [&field](const YAML::Node& n) { field = n.as<T>(); };
+    auto set = [&field](const YAML::Node& n) { field = n.as<T>(); };
+    for (const auto& name : opt->get_lnames()) yaml_[key(name)] = set;
+    if (!yaml_alias.empty()) yaml_[yaml_alias] = set;
     return opt;
   }
-  /// A boolean "--name" flag (and YAML key) bound to `field`.
-  CLI::Option* flag(const std::string& flags, bool& field, const std::string& help);
-  /// A free-form option whose parsed value goes through `apply` (CLI and YAML both).
+  /// A boolean flag bound to `field`. `yaml_key` is the field's YAML key (for a negated flag
+  /// such as "--no-augment{false}" the positive name, "augment").
+  CLI::Option* flag(const std::string& flags, bool& field, const std::string& help,
+                    const std::string& yaml_key);
+  /// A free-form option whose parsed value goes through `apply` (CLI and YAML both; a YAML
+  /// list is passed as "a,b,c").
   CLI::Option* custom(const std::string& flags, const std::string& help,
                       std::function<void(const std::string&)> apply);
 

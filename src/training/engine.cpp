@@ -228,55 +228,64 @@ void Engine::matching_pass(int64_t epoch, int64_t step) {
 }
 
 std::string Engine::config_text() const {
+  // Keys are those of `mgd train` / `mgd distill --config`, so this file reproduces the run.
   std::ostringstream s;
-  auto list = [&](const std::vector<int64_t>& v) {
+  auto list = [](const std::vector<int64_t>& v) {
     std::ostringstream l;
     l << "[";
     for (size_t i = 0; i < v.size(); ++i) l << (i ? ", " : "") << v[i];
     l << "]";
     return l.str();
   };
+  auto text = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
+  auto flag = [](bool v) { return v ? "true" : "false"; };
   s << std::setprecision(17);
-  s << "arch: " << o_.arch << "\n"
-    << "teacher_arch: " << (o_.teacher_arch.empty() ? "null" : o_.teacher_arch) << "\n"
-    << "teacher_checkpoint: " << (o_.teacher_checkpoint.empty() ? "null" : o_.teacher_checkpoint) << "\n"
-    << "init_checkpoint: " << (o_.init_checkpoint.empty() ? "null" : o_.init_checkpoint) << "\n"
+  s << "arch: " << o_.arch << "\n";
+  if (uses_teacher(o_.method)) {
+    s << "teacher_arch: " << o_.teacher_arch << "\n"
+      << "teacher_checkpoint: " << o_.teacher_checkpoint << "\n"
+      << "method: " << method_name(o_.method) << "\n";
+  }
+  s << "init_checkpoint: " << text(o_.init_checkpoint) << "\n"
     << "data_format: " << o_.data_format << "\n"
-    << "data_root: " << (o_.data_root.empty() ? "null" : o_.data_root) << "\n"
+    << "data_root: " << text(o_.data_root) << "\n"
     << "image_size: " << o_.image_size << "\n"
     << "train_subset: " << o_.train_subset << "\n"
     << "workers: " << o_.workers << "\n"
-    << "augment: " << (o_.augment ? "true" : "false") << "\n"
+    << "augment: " << flag(o_.augment) << "\n"
     << "epochs: " << o_.epochs << "\n"
     << "batch_size: " << o_.batch_size << "\n"
     << "lr: " << o_.lr << "\n"
     << "momentum: " << o_.momentum << "\n"
     << "weight_decay: " << o_.weight_decay << "\n"
-    << "nesterov: " << (o_.nesterov ? "true" : "false") << "\n"
+    << "nesterov: " << flag(o_.nesterov) << "\n"
     << "lr_schedule: " << o_.lr_schedule << "\n"
     << "lr_drop_epochs: " << list(o_.lr_drop_epochs) << "\n"
     << "lr_drop_ratio: " << o_.lr_drop_ratio << "\n"
-    << "warmup_epochs: " << o_.warmup_epochs << "\n"
-    << "method: " << method_name(o_.method) << "\n"
-    << "reducer: " << o_.reducer << "\n"
-    << "update_freq: " << o_.update_freq << "\n"
-    << "update_epochs: " << list(o_.update_epochs) << "\n"
-    << "update_iters: " << o_.update_iters << "\n"
-    << "tracking_images: " << o_.tracking_images << "\n"
-    << "kd_temperature: " << o_.kd_temperature << "\n"
-    << "kd_weight: " << o_.kd_weight << "\n"
-    << "loss_factor: " << o_.loss_factor << "\n"
-    << "ignore_positions: "
-    << (o_.ignore_positions_set ? list(o_.ignore_positions) : list(default_ignored_positions(o_.arch)))
-    << "\n"
-    << "shave: " << o_.shave << "\n"
-    << "pre_relu: " << (o_.pre_relu ? "true" : "false") << "\n"
-    << "seed: " << o_.seed << "\n"
+    << "warmup_epochs: " << o_.warmup_epochs << "\n";
+  if (uses_mgd(o_.method)) {
+    s << "reducer: " << o_.reducer << "\n"
+      << "update_freq: " << o_.update_freq << "\n"
+      << "update_epochs: " << list(o_.update_epochs) << "\n"
+      << "update_iters: " << o_.update_iters << "\n"
+      << "tracking_images: " << o_.tracking_images << "\n"
+      << "loss_factor: " << o_.loss_factor << "\n"
+      << "ignore_positions: "
+      << list(o_.ignore_positions_set ? o_.ignore_positions : default_ignored_positions(o_.arch))
+      << "\n"
+      << "shave: " << o_.shave << "\n"
+      << "pre_relu: " << flag(o_.pre_relu) << "\n";
+  }
+  if (uses_kd(o_.method)) {
+    s << "kd_temperature: " << o_.kd_temperature << "\n"
+      << "kd_weight: " << o_.kd_weight << "\n";
+  }
+  s << "seed: " << o_.seed << "\n"
     << "device: " << o_.device << "\n"
     << "threads: " << threads_ << "\n"
     << "output_dir: " << o_.output_dir << "\n"
     << "print_freq: " << o_.print_freq << "\n"
-    << "skip_nonfinite: " << (o_.skip_nonfinite ? "true" : "false") << "\n";
+    << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n";
   return s.str();
 }
 
