@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -30,9 +31,11 @@ Result mgd(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+// One directory per process: ctest runs these tests in parallel processes.
+std::string work_dir() { return ::testing::TempDir() + "/mgd_cli_test_" + std::to_string(::getpid()); }
+
 std::string data_dir() {
-  static const std::string dir =
-      mgd::testing::make_synthetic_fashion_mnist(::testing::TempDir() + "/mgd_cli_test/data", 128, 32);
+  static const std::string dir = mgd::testing::make_synthetic_fashion_mnist(work_dir() + "/data", 128, 32);
   return dir;
 }
 
@@ -78,7 +81,8 @@ TEST(Cli, UserErrorsExitNonZeroWithOneMessage) {
 }
 
 TEST(Cli, ConfigFileWithFlagsOverriding) {
-  const auto dir = ::testing::TempDir() + "/mgd_cli_test";
+  const auto dir = work_dir();
+  fs::create_directories(dir);
   const auto cfg = dir + "/run.yaml";
   {
     std::ofstream out(cfg);
@@ -86,7 +90,7 @@ TEST(Cli, ConfigFileWithFlagsOverriding) {
            "lr_drop_epochs: [3, 4]\nworkers: 1\n";
   }
   const auto out_dir = dir + "/run";
-  auto r = mgd("train --config " + cfg + " --epochs 1 --data-root " + data_dir() + " -o " + out_dir);
+  auto r = mgd("train --threads 1 --config " + cfg + " --epochs 1 --data-root " + data_dir() + " -o " + out_dir);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("final top-1"), std::string::npos) << r.output;
   std::ifstream saved(out_dir + "/config.yaml");
@@ -97,7 +101,7 @@ TEST(Cli, ConfigFileWithFlagsOverriding) {
     EXPECT_NE(text.str().find(line), std::string::npos) << line << "\n" << text.str();
   }
   // The run's own config.yaml is a valid config file: it reproduces the run.
-  r = mgd("train --config " + out_dir + "/config.yaml -o " + dir + "/rerun");
+  r = mgd("train --config " + out_dir + "/config.yaml --threads 1 -o " + dir + "/rerun");
   ASSERT_EQ(r.status, 0) << r.output;
   std::ifstream rerun(dir + "/rerun/config.yaml");
   std::stringstream again;

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,7 +22,8 @@ using mgd::training::TrainOptions;
 class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = ::testing::TempDir() + "/mgd_engine_test";
+    // One directory per process: ctest runs the tests of this suite in parallel processes.
+    root_ = ::testing::TempDir() + "/mgd_engine_test_" + std::to_string(::getpid());
     fs::remove_all(root_);
     mgd::testing::make_synthetic_fashion_mnist(root_ + "/data");
   }
@@ -33,7 +36,7 @@ class EngineTest : public ::testing::Test {
     o.batch_size = 32;
     o.lr = 0.05;
     o.workers = 2;
-    o.threads = 2;
+    o.threads = 1;  // ctest runs two test processes at once on two cores
     o.print_freq = 4;
     o.seed = 3;
     o.augment = false;  // the classes are positions: flips and shifts would blur them
