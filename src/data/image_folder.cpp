@@ -165,9 +165,9 @@ std::vector<std::string> ImageFolderDataset::corrupt_files() const {
 
 namespace {
 
-// A JPEG through the first step's crop-and-resize: decode only the box, optionally shrunk in
-// the DCT domain, then resample it. The box and output size come from `plan`, drawn on the
-// full-size image, so the random choices are those of the plain path.
+// A JPEG through the first step's crop-and-resize: decode only the pixels the resampling
+// reads (exact), optionally shrunk in the DCT domain (approximate), then resample them. The
+// plan was drawn on the full-size image, so the random choices are those of the plain path.
 Image decode_planned(const std::vector<uint8_t>& bytes, const ImageInfo& info,
                      const ResizePlan& plan, const ImageFolderOptions& options,
                      const std::string& path) {
@@ -189,28 +189,21 @@ Image decode_planned(const std::vector<uint8_t>& bytes, const ImageInfo& info,
   const double sx = static_cast<double>(w) / static_cast<double>(info.width);
   ResizePlan p = plan;
   p.top *= sy;
-  p.height *= sy;
+  p.height = std::min(p.height * sy, static_cast<double>(h) - p.top);
   p.left *= sx;
-  p.width *= sx;
+  p.width = std::min(p.width * sx, static_cast<double>(w) - p.left);
   DecodeOptions decode;
   decode.max_pixels(options.max_pixels()).scale_eighths(eighths);
+  Region source{0, 0, h, w};
   if (options.decode_region()) {
-    Region r;
-    r.top = static_cast<int64_t>(std::floor(p.top));
-    r.left = static_cast<int64_t>(std::floor(p.left));
-    r.height =
-        std::min<int64_t>(static_cast<int64_t>(std::ceil(p.top + p.height - 1e-9)), h) - r.top;
-    r.width =
-        std::min<int64_t>(static_cast<int64_t>(std::ceil(p.left + p.width - 1e-9)), w) - r.left;
-    decode.region(r);
-    p.top -= static_cast<double>(r.top);
-    p.left -= static_cast<double>(r.left);
+    source = resize_source(p);
+    decode.region(source);
   }
   const Image image = decode_jpeg(bytes.data(), bytes.size(), decode, path);
-  TORCH_CHECK(image.height >= p.top + p.height - 1e-6 && image.width >= p.left + p.width - 1e-6,
-              "cannot decode JPEG ", path, ": decoded ", image.width, "x", image.height,
-              ", smaller than its header announced");
-  return resize_region(image, p);
+  TORCH_CHECK(image.height == source.height && image.width == source.width, "cannot decode JPEG ",
+              path, ": decoded ", image.width, "x", image.height, ", expected ", source.width, "x",
+              source.height);
+  return resize_region(image, p, source.top, source.left);
 }
 
 }  // namespace
@@ -229,6 +222,13 @@ Image ImageFolderDataset::decode_sample(int64_t index, Rng& rng, size_t* next_st
                 options_.max_pixels(), " pixels");
     if (auto plan = steps[0]->plan(info.height, info.width, rng)) {
       *next_step = 1;
+      // Resize then CenterCrop: decode and resample only the kept box.
+      if (steps.size() > 1) {
+        if (auto box = fold_crop(*steps[1], plan->out_height, plan->out_width)) {
+          plan->window = *box;
+          *next_step = 2;
+        }
+      }
       return decode_planned(bytes, info, *plan, options_, path);
     }
   }

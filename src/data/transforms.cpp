@@ -31,17 +31,21 @@ struct Coefficients {
   std::vector<int32_t> weights;
 };
 
-Coefficients bilinear_coefficients(int64_t in_size, double in0, double in1, int64_t out_size) {
+// Coefficients of outputs [first_out, first_out + n_out) of a resize of in_size pixels
+// (box [in0, in1)) to out_size.
+Coefficients bilinear_coefficients(int64_t in_size, double in0, double in1, int64_t out_size,
+                                   int64_t first_out, int64_t n_out) {
   const double scale = (in1 - in0) / static_cast<double>(out_size);
   const double filterscale = std::max(scale, 1.0);
   const double support = 1.0 * filterscale;
   Coefficients c;
   c.ksize = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
-  c.first.resize(out_size);
-  c.count.resize(out_size);
-  c.weights.assign(static_cast<size_t>(out_size * c.ksize), 0);
+  c.first.resize(n_out);
+  c.count.resize(n_out);
+  c.weights.assign(static_cast<size_t>(n_out * c.ksize), 0);
   std::vector<double> k(static_cast<size_t>(c.ksize));
-  for (int64_t xx = 0; xx < out_size; ++xx) {
+  for (int64_t i = 0; i < n_out; ++i) {
+    const int64_t xx = first_out + i;
     const double center = in0 + (static_cast<double>(xx) + 0.5) * scale;
     const double ss = 1.0 / filterscale;
     // PIL's int casts truncate toward zero; the clamps below make that equal to floor.
@@ -60,10 +64,10 @@ Coefficients bilinear_coefficients(int64_t in_size, double in0, double in1, int6
     for (int64_t x = 0; x < xmax; ++x) {
       const double w = ww != 0.0 ? k[x] / ww : k[x];
       const double fixed = w * static_cast<double>(1 << kPrecisionBits);
-      c.weights[xx * c.ksize + x] = static_cast<int32_t>(w < 0 ? fixed - 0.5 : fixed + 0.5);
+      c.weights[i * c.ksize + x] = static_cast<int32_t>(w < 0 ? fixed - 0.5 : fixed + 0.5);
     }
-    c.first[xx] = xmin;
-    c.count[xx] = xmax;
+    c.first[i] = xmin;
+    c.count[i] = xmax;
   }
   return c;
 }
@@ -140,74 +144,128 @@ void check_size(int64_t height, int64_t width, const char* who) {
 
 }  // namespace
 
-Image resize_region(const Image& image, const ResizePlan& plan) {
-  check_image(image, "resize");
-  check_size(plan.out_height, plan.out_width, "resize output");
-  TORCH_CHECK(plan.width > 0 && plan.height > 0 && plan.left >= 0 && plan.top >= 0 &&
-                  plan.left + plan.width <= image.width + 1e-6 &&
-                  plan.top + plan.height <= image.height + 1e-6,
-              "resize: box (top ", plan.top, ", left ", plan.left, ", height ", plan.height,
-              ", width ", plan.width, ") does not lie inside the ", image.width, "x", image.height,
-              " image");
-  const int64_t C = image.channels;
-  // The pixels the box touches; coordinates below are relative to (x0, y0), so the filter is
-  // clamped to the box's pixels exactly as after PIL's crop().
-  const int64_t x0 = static_cast<int64_t>(std::floor(plan.left));
-  const int64_t y0 = static_cast<int64_t>(std::floor(plan.top));
-  const int64_t x1 = std::min<int64_t>(
-      static_cast<int64_t>(std::ceil(plan.left + plan.width - 1e-9)), image.width);
-  const int64_t y1 = std::min<int64_t>(
-      static_cast<int64_t>(std::ceil(plan.top + plan.height - 1e-9)), image.height);
-  const int64_t in_w = x1 - x0, in_h = y1 - y0;
-  const double bx0 = plan.left - static_cast<double>(x0), bx1 = bx0 + plan.width;
-  const double by0 = plan.top - static_cast<double>(y0), by1 = by0 + plan.height;
-  const bool need_h = plan.out_width != in_w || bx0 != 0.0 || bx1 != static_cast<double>(in_w);
-  const bool need_v = plan.out_height != in_h || by0 != 0.0 || by1 != static_cast<double>(in_h);
-  const uint8_t* origin = image.data.data() + (y0 * image.width + x0) * C;
-  const int64_t stride = image.width * C;
+namespace {
 
-  Image out(plan.out_height, plan.out_width, C);
-  if (!need_h && !need_v) {
-    for (int64_t y = 0; y < in_h; ++y) {
-      std::memcpy(out.row(y), origin + y * stride, static_cast<size_t>(in_w * C));
+// One axis of a resize: the box [start, start + length) of the input to `out` pixels, of which
+// outputs [w0, w0 + wn) are computed. Input indices are relative to x0 = floor(start): the
+// filter is clamped to the box's pixels, as after PIL's crop().
+struct Axis {
+  int64_t x0 = 0;
+  bool identity = false;  // out == box size, box aligned: a copy along this axis
+  int64_t w0 = 0;
+  int64_t wn = 0;
+  Coefficients c;  // for the window's outputs (unused when identity)
+  int64_t need_lo = 0;
+  int64_t need_hi = 0;  // inputs [need_lo, need_hi) are read, relative to x0
+};
+
+Axis make_axis(double start, double length, int64_t out, int64_t w0, int64_t wn) {
+  Axis a;
+  a.x0 = static_cast<int64_t>(std::floor(start));
+  const int64_t x1 = static_cast<int64_t>(std::ceil(start + length - 1e-9));
+  const int64_t in = x1 - a.x0;
+  const double b0 = start - static_cast<double>(a.x0), b1 = b0 + length;
+  a.identity = out == in && b0 == 0.0 && b1 == static_cast<double>(in);
+  a.w0 = w0;
+  a.wn = wn;
+  if (a.identity) {
+    a.need_lo = w0;
+    a.need_hi = w0 + wn;
+    return a;
+  }
+  a.c = bilinear_coefficients(in, b0, b1, out, w0, wn);
+  a.need_lo = a.c.first[0];
+  a.need_hi = 0;
+  for (int64_t i = 0; i < wn; ++i) {
+    a.need_lo = std::min(a.need_lo, a.c.first[i]);
+    a.need_hi = std::max(a.need_hi, a.c.first[i] + a.c.count[i]);
+  }
+  return a;
+}
+
+std::pair<Axis, Axis> make_axes(const ResizePlan& plan) {
+  check_size(plan.out_height, plan.out_width, "resize output");
+  TORCH_CHECK(plan.width > 0 && plan.height > 0 && plan.left >= 0 && plan.top >= 0,
+              "resize: invalid box (top ", plan.top, ", left ", plan.left, ", height ", plan.height,
+              ", width ", plan.width, ")");
+  Region w{0, 0, plan.out_height, plan.out_width};
+  if (plan.window) {
+    w = *plan.window;
+    TORCH_CHECK(w.top >= 0 && w.left >= 0 && w.height > 0 && w.width > 0 &&
+                    w.top + w.height <= plan.out_height && w.left + w.width <= plan.out_width,
+                "resize: window (top ", w.top, ", left ", w.left, ", height ", w.height, ", width ",
+                w.width, ") does not lie inside the ", plan.out_width, "x", plan.out_height,
+                " output");
+  }
+  return {make_axis(plan.top, plan.height, plan.out_height, w.top, w.height),
+          make_axis(plan.left, plan.width, plan.out_width, w.left, w.width)};
+}
+
+}  // namespace
+
+Region resize_source(const ResizePlan& plan) {
+  const auto [ay, ax] = make_axes(plan);
+  return {ay.x0 + ay.need_lo, ax.x0 + ax.need_lo, ay.need_hi - ay.need_lo, ax.need_hi - ax.need_lo};
+}
+
+Image resize_region(const Image& image, const ResizePlan& plan, int64_t origin_top,
+                    int64_t origin_left) {
+  check_image(image, "resize");
+  auto [ay, ax] = make_axes(plan);
+  // Input pixels needed, in the image's own coordinates.
+  const int64_t oy = ay.x0 - origin_top, ox = ax.x0 - origin_left;
+  TORCH_CHECK(oy + ay.need_lo >= 0 && oy + ay.need_hi <= image.height && ox + ax.need_lo >= 0 &&
+                  ox + ax.need_hi <= image.width,
+              "resize: box (top ", plan.top, ", left ", plan.left, ", height ", plan.height,
+              ", width ", plan.width, ") needs pixels outside the ", image.width, "x", image.height,
+              " image", (origin_top || origin_left) ? " (placed at its origin offset)" : "");
+  const int64_t C = image.channels;
+  const int64_t stride = image.width * C;
+  Image out(ay.wn, ax.wn, C);
+  if (ax.identity && ay.identity) {
+    for (int64_t y = 0; y < ay.wn; ++y) {
+      std::memcpy(out.row(y), image.row(oy + ay.w0 + y) + (ox + ax.w0) * C,
+                  static_cast<size_t>(ax.wn * C));
     }
     return out;
   }
-  const Coefficients cv = bilinear_coefficients(in_h, by0, by1, plan.out_height);
-  if (!need_h) {
-    resample_vertical(origin, stride, in_w * C, cv, plan.out_height, out.data.data());
+  // Coefficient bounds to image indices.
+  for (auto& f : ax.c.first) f += ox;
+  for (auto& f : ay.c.first) f += oy;
+  if (ax.identity) {
+    resample_vertical(image.data.data() + (ox + ax.w0) * C, stride, ax.wn * C, ay.c, ay.wn,
+                      out.data.data());
     return out;
   }
-  const Coefficients ch = bilinear_coefficients(in_w, bx0, bx1, plan.out_width);
-  // Only the rows the vertical pass reads go through the horizontal one (PIL does the same).
-  int64_t row_first = 0, row_last = in_h;
-  if (need_v) {
-    row_first = cv.first[0];
-    row_last = cv.first[plan.out_height - 1] + cv.count[plan.out_height - 1];
+  // The rows the horizontal pass must produce: all the vertical pass reads (PIL does the same).
+  int64_t row_first, rows;
+  if (ay.identity) {
+    row_first = oy + ay.w0;
+    rows = ay.wn;
+  } else {
+    row_first = oy + ay.need_lo;
+    rows = ay.need_hi - ay.need_lo;
   }
-  const int64_t rows = row_last - row_first;
   uint8_t* target = out.data.data();
   std::vector<uint8_t> temp;
-  if (need_v) {
-    temp.resize(static_cast<size_t>(rows * plan.out_width * C));
+  if (!ay.identity) {
+    temp.resize(static_cast<size_t>(rows * ax.wn * C));
     target = temp.data();
   }
-  const uint8_t* src = origin + row_first * stride;
+  const uint8_t* src = image.data.data() + row_first * stride;
   switch (C) {
     case 1:
-      resample_horizontal<1>(src, stride, rows, C, ch, plan.out_width, target);
+      resample_horizontal<1>(src, stride, rows, C, ax.c, ax.wn, target);
       break;
     case 3:
-      resample_horizontal<3>(src, stride, rows, C, ch, plan.out_width, target);
+      resample_horizontal<3>(src, stride, rows, C, ax.c, ax.wn, target);
       break;
     default:
-      resample_horizontal<0>(src, stride, rows, C, ch, plan.out_width, target);
+      resample_horizontal<0>(src, stride, rows, C, ax.c, ax.wn, target);
   }
-  if (need_v) {
-    Coefficients shifted = cv;
-    for (auto& f : shifted.first) f -= row_first;
-    resample_vertical(temp.data(), plan.out_width * C, plan.out_width * C, shifted, plan.out_height,
-                      out.data.data());
+  if (!ay.identity) {
+    for (auto& f : ay.c.first) f -= row_first;
+    resample_vertical(temp.data(), ax.wn * C, ax.wn * C, ay.c, ay.wn, out.data.data());
   }
   return out;
 }
@@ -357,19 +415,21 @@ CenterCrop::CenterCrop(CenterCropOptions options) : options_(options) {
   check_size(options_.height(), options_.width(), "CenterCrop");
 }
 
-void CenterCrop::apply(Image& image, Rng&) const {
-  check_image(image, "CenterCrop");
+c10::optional<Region> CenterCrop::fixed_crop(int64_t height, int64_t width) const {
   const int64_t ch = options_.height(), cw = options_.width();
-  if (ch == image.height && cw == image.width) return;
   // torchvision pads a too-small side with (crop - size) // 2 zeros before it, then crops at
   // round((size - crop) / 2) of the padded image; both collapse into one signed offset.
-  const int64_t top = ch > image.height
-                          ? -((ch - image.height) / 2)
-                          : round_half_even(static_cast<double>(image.height - ch) / 2.0);
-  const int64_t left = cw > image.width
-                           ? -((cw - image.width) / 2)
-                           : round_half_even(static_cast<double>(image.width - cw) / 2.0);
-  image = crop(image, {top, left, ch, cw});
+  const int64_t top =
+      ch > height ? -((ch - height) / 2) : round_half_even(static_cast<double>(height - ch) / 2.0);
+  const int64_t left =
+      cw > width ? -((cw - width) / 2) : round_half_even(static_cast<double>(width - cw) / 2.0);
+  return Region{top, left, ch, cw};
+}
+
+void CenterCrop::apply(Image& image, Rng&) const {
+  check_image(image, "CenterCrop");
+  if (options_.height() == image.height && options_.width() == image.width) return;
+  image = crop(image, *fixed_crop(image.height, image.width));
 }
 
 // --- RandomCrop
@@ -485,7 +545,31 @@ Compose::Compose(std::vector<std::shared_ptr<Transform>> steps,
 }
 
 void Compose::apply_steps(Image& image, Rng& rng, size_t first) const {
-  for (size_t i = first; i < steps_.size(); ++i) steps_[i]->apply(image, rng);
+  for (size_t i = first; i < steps_.size(); ++i) {
+    // A crop-and-resize runs from its plan (by contract what apply() does); a fixed crop
+    // right after it is folded in, so only the kept part is resampled.
+    c10::optional<ResizePlan> plan = steps_[i]->plan(image.height, image.width, rng);
+    if (!plan) {
+      steps_[i]->apply(image, rng);
+      continue;
+    }
+    if (i + 1 < steps_.size()) {
+      if (auto box = fold_crop(*steps_[i + 1], plan->out_height, plan->out_width)) {
+        plan->window = *box;
+        ++i;
+      }
+    }
+    image = resize_region(image, *plan);
+  }
+}
+
+c10::optional<Region> fold_crop(const Transform& crop, int64_t height, int64_t width) {
+  c10::optional<Region> box = crop.fixed_crop(height, width);
+  if (box && box->top >= 0 && box->left >= 0 && box->top + box->height <= height &&
+      box->left + box->width <= width) {
+    return box;
+  }
+  return c10::nullopt;
 }
 
 torch::Tensor Compose::finish(const Image& image) const {

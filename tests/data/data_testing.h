@@ -89,8 +89,9 @@ inline bool oracle_available() {
   // find_spec, not import: importing torchvision takes seconds, and ctest runs every test in
   // its own process.
   static const bool ok =
-      run_python("-c 'import PIL, importlib.util as u; assert u.find_spec(\"torchvision\")' "
-                 "> /dev/null 2>&1") == 0;
+      run_python(
+          "-c 'import PIL, importlib.util as u; assert u.find_spec(\"torchvision\")' "
+          "> /dev/null 2>&1") == 0;
   return ok;
 }
 

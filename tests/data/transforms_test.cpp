@@ -73,6 +73,70 @@ TEST(Transforms, ResizeRegionIdentityAndConstant) {
   EXPECT_THROW(resize_region(src, c), c10::Error);
 }
 
+TEST(Transforms, WindowsAndOriginsGiveTheSamePixels) {
+  // Computing only a window of the output, from an image holding only the source pixels that
+  // window needs, gives exactly the window of the full resize.
+  const Image src = dt::synthetic_image(97, 131, 3, 4);
+  Rng rng(8);
+  for (int trial = 0; trial < 200; ++trial) {
+    ResizePlan p;
+    p.height = 1 + rng.uniform() * 96;
+    p.width = 1 + rng.uniform() * 130;
+    p.top = rng.uniform() * (97 - p.height);
+    p.left = rng.uniform() * (131 - p.width);
+    if (trial % 2 == 0) {  // integral boxes too
+      p.top = std::floor(p.top);
+      p.left = std::floor(p.left);
+      p.height = std::floor(p.height);
+      p.width = std::floor(p.width);
+    }
+    p.out_height = rng.randint(1, 150);
+    p.out_width = rng.randint(1, 150);
+    if (trial % 5 == 0) {  // sizes that leave an axis unresampled
+      p.out_height = static_cast<int64_t>(p.height);
+      p.out_width = static_cast<int64_t>(p.width);
+    }
+    const Image full = resize_region(src, p);
+    Region w;
+    w.height = rng.randint(1, p.out_height + 1);
+    w.width = rng.randint(1, p.out_width + 1);
+    w.top = rng.randint(0, p.out_height - w.height + 1);
+    w.left = rng.randint(0, p.out_width - w.width + 1);
+    ResizePlan pw = p;
+    pw.window = w;
+    const Region need = resize_source(pw);
+    ASSERT_GE(need.top, 0);
+    ASSERT_GE(need.left, 0);
+    ASSERT_LE(need.top + need.height, 97);
+    ASSERT_LE(need.left + need.width, 131);
+    const Image part = resize_region(crop(src, need), pw, need.top, need.left);
+    EXPECT_EQ(dt::max_abs_diff(part, crop(full, w)), 0) << "trial " << trial;
+    // One pixel short of what it needs is an error, not a read out of bounds.
+    if (need.height > 1) {
+      Region less = need;
+      less.height -= 1;
+      EXPECT_THROW(resize_region(crop(src, less), pw, less.top, less.left), c10::Error);
+    }
+  }
+}
+
+TEST(Transforms, ResizeThenCenterCropIsFolded) {
+  // Compose resamples only the centre crop; the result is that of the two steps in turn.
+  const Image src = dt::synthetic_image(375, 500, 3, 5);
+  for (const auto& [resize, crop_size] :
+       std::vector<std::pair<int64_t, int64_t>>{{256, 224}, {224, 224}, {100, 120}, {300, 61}}) {
+    const Compose both({std::make_shared<Resize>(ResizeOptions(resize)),
+                        std::make_shared<CenterCrop>(CenterCropOptions(crop_size))});
+    Rng rng(0);
+    Image folded = src;
+    both.apply_steps(folded, rng);
+    Image stepwise = src;
+    Resize(ResizeOptions(resize)).apply(stepwise, rng);
+    CenterCrop(CenterCropOptions(crop_size)).apply(stepwise, rng);
+    EXPECT_EQ(dt::max_abs_diff(folded, stepwise), 0) << resize << " " << crop_size;
+  }
+}
+
 TEST(Transforms, CropPadsWithZeros) {
   const Image src = dt::synthetic_image(4, 5, 1, 3);
   const Image out = crop(src, Region{-1, -2, 6, 9});

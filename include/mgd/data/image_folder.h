@@ -57,14 +57,18 @@ struct ImageFolderOptions {
   TORCH_ARG(bool, skip_corrupt) = true;
   /// Give up (throw) after this many consecutive unreadable samples.
   TORCH_ARG(int64_t, max_substitutions) = 100;
-  /// JPEG: when the pipeline starts with a crop-and-resize (RandomResizedCrop, Resize),
-  /// decode only the crop box. Exact: the same pixels as a full decode.
+  /// JPEG: when the pipeline starts with a crop-and-resize (RandomResizedCrop; Resize, with a
+  /// CenterCrop after it folded in), decode only the pixels the resampling reads. Exact: the
+  /// same tensors as a full decode. Measured on 500 x 375 JPEGs: 0.63 instead of 0.76 ms per
+  /// RandomResizedCrop box (bench/data_bench).
   TORCH_ARG(bool, decode_region) = true;
   /// JPEG: also shrink in the DCT domain (libjpeg's scaled IDCT, by k/8) as long as the box
   /// stays at least this many times the output size, so the resampling that follows still
-  /// averages `reducing_gap` or more pixels per output pixel (PIL's reducing_gap idea). Fast
-  /// on large photographs; approximate (a slightly different low-pass than PIL's filter). 0:
-  /// off, torchvision's pixels exactly.
+  /// averages `reducing_gap` or more pixels per output pixel (PIL's reducing_gap idea).
+  /// Approximate: a slightly different low-pass than PIL's filter (0.3 levels of 255 on
+  /// average). Off by default: entropy decoding, which scaling does not shorten, dominates;
+  /// on a 2048 x 1536 photograph the eval pipeline goes from 9.3 to 6.5 ms, on ImageNet-sized
+  /// images it rarely applies. 0: off, torchvision's pixels exactly.
   TORCH_ARG(double, reducing_gap) = 0.0;
   /// Decoder guard against decompression bombs.
   TORCH_ARG(int64_t, max_pixels) = 178956970;

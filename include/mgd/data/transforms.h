@@ -40,13 +40,24 @@ struct ResizePlan {
   double width = 0;
   int64_t out_height = 0;
   int64_t out_width = 0;
+  /// Compute only this part of the out_height x out_width result, as a crop of it would keep
+  /// (the values are those of the full resize). Unset: all of it.
+  c10::optional<Region> window = c10::nullopt;
 };
 
-/// Resamples `plan`'s box of `image` with PIL's bilinear filter. Only the pixels of
+/// Resamples `plan`'s box of `image` with PIL's bilinear filter. Only pixels of the box
 /// [floor(left), ceil(left + width)) x [floor(top), ceil(top + height)) are read, as when PIL
-/// crops first and then resizes (torchvision's resized_crop). An integral box gives exactly
+/// crops first and then resizes (torchvision's resized_crop): an integral box gives exactly
 /// PIL's `image.crop(box).resize(size, Image.BILINEAR)`.
-Image resize_region(const Image& image, const ResizePlan& plan);
+///
+/// `image` may hold only part of the input: its pixel (0, 0) is pixel (origin_top,
+/// origin_left) of the plan's coordinates, and it must contain resize_source(plan).
+Image resize_region(const Image& image, const ResizePlan& plan, int64_t origin_top = 0,
+                    int64_t origin_left = 0);
+
+/// The input pixels resize_region() reads for `plan` (the part of the box the filter reaches
+/// from the window's outputs): what a decoder must provide.
+Region resize_source(const ResizePlan& plan);
 
 /// Torchvision's output size for Resize(size) with one number: the shorter side becomes
 /// `size`, the longer is scaled to keep the aspect ratio and truncated. {height, width}.
@@ -67,7 +78,17 @@ class Transform {
     (void)height, (void)width, (void)rng;
     return c10::nullopt;
   }
+  /// For a crop that draws no randomness: the box it keeps of a height x width image (it may
+  /// reach past the image: zero padding). Lets a resize before it compute only that box.
+  virtual c10::optional<Region> fixed_crop(int64_t height, int64_t width) const {
+    (void)height, (void)width;
+    return c10::nullopt;
+  }
 };
+
+/// `crop`'s fixed_crop() of a height x width image when it has one that lies inside the image:
+/// a crop a preceding resize can fold into its plan's window.
+c10::optional<Region> fold_crop(const Transform& crop, int64_t height, int64_t width);
 
 struct RandomResizedCropOptions {
   /// A size x size output.
@@ -150,6 +171,7 @@ class CenterCrop : public Transform {
   explicit CenterCrop(CenterCropOptions options);
   std::string name() const override { return "CenterCrop"; }
   void apply(Image& image, Rng& rng) const override;
+  c10::optional<Region> fixed_crop(int64_t height, int64_t width) const override;
 
  private:
   CenterCropOptions options_;
@@ -206,7 +228,8 @@ class Compose {
                    c10::optional<NormalizeOptions> normalize = c10::nullopt);
   /// Runs every step, then ToTensor (+ Normalize): float C x H x W.
   torch::Tensor operator()(Image image, Rng& rng) const;
-  /// Runs steps [first, end) on `image`.
+  /// Runs steps [first, end) on `image`. A crop-and-resize followed by a fixed crop
+  /// (Resize then CenterCrop) resamples only the kept box: the same pixels, less work.
   void apply_steps(Image& image, Rng& rng, size_t first = 0) const;
   /// The final stage alone: ToTensor (+ Normalize).
   torch::Tensor finish(const Image& image) const;
