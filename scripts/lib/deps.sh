@@ -3,7 +3,7 @@
 
 MGD_DEPS=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libgloo-dev
+  libtorch-dev libgloo-dev zlib1g-dev
   googletest libgtest-dev
   python3-numpy python3-scipy python3-torch python3-torchvision
 )
