@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <string>
