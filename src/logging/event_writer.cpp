@@ -231,7 +231,7 @@ EventWriter::EventWriter(const std::string& log_dir, EventWriterOptions options)
   TORCH_CHECK(!log_dir.empty(), "EventWriter: empty log directory");
   std::error_code ec;
   std::filesystem::create_directories(log_dir, ec);
-  TORCH_CHECK(!ec && std::filesystem::is_directory(log_dir),
+  TORCH_CHECK(!ec && std::filesystem::is_directory(log_dir, ec),
               "cannot create TensorBoard log directory '", log_dir,
               "': ", ec ? ec.message() : "not a directory");
   // TensorFlow's name (core/util/events_writer.cc): zero-padded seconds, then the host.
@@ -242,7 +242,7 @@ EventWriter::EventWriter(const std::string& log_dir, EventWriterOptions options)
                                .string() +
                            options.filename_suffix();
   std::string path = base;
-  for (int n = 1; std::filesystem::exists(path); ++n) path = base + "." + std::to_string(n);
+  for (int n = 1; std::filesystem::exists(path, ec); ++n) path = base + "." + std::to_string(n);
   impl_ = std::make_unique<Impl>(path, options.flush_secs());
 }
 

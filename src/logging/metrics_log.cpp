@@ -199,7 +199,7 @@ MetricsLog::MetricsLog(const std::string& run_dir) {
   TORCH_CHECK(!run_dir.empty(), "MetricsLog: empty run directory");
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
-  TORCH_CHECK(!ec && std::filesystem::is_directory(run_dir), "cannot create run directory '",
+  TORCH_CHECK(!ec && std::filesystem::is_directory(run_dir, ec), "cannot create run directory '",
               run_dir, "': ", ec ? ec.message() : "not a directory");
   path_ = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -94,6 +94,11 @@ inline std::vector<std::string> event_files(const std::string& dir) {
   return files;
 }
 
+/// True for a non-empty string of ASCII digits.
+inline bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 inline std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
