@@ -24,6 +24,15 @@ CLI::Option* OptionBinder::flag(const std::string& flags, bool& field, const std
   return opt;
 }
 
+CLI::Option* OptionBinder::action_flag(const std::string& flags, const std::string& help,
+                                       const std::string& yaml_key, std::function<void()> on) {
+  auto* opt = app_->add_flag_callback(flags, on, help);
+  yaml_[yaml_key] = [on](const YAML::Node& n) {
+    if (n.as<bool>()) on();
+  };
+  return opt;
+}
+
 CLI::Option* OptionBinder::custom(const std::string& flags, const std::string& help,
                                   std::function<void(const std::string&)> apply) {
   auto* opt = app_->add_option_function<std::string>(flags, apply, help);
@@ -138,7 +147,10 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("Training");
   b.add("--lr-drop-ratio", o.lr_drop_ratio, "Factor applied at each drop")->group("Training");
   b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")->group("Training");
-  b.flag("--no-augment{false}", o.augment, "Train without data augmentation", "augment")->group("Training");
+  b.action_flag("--no-augment", "Train without data augmentation", "no_augment",
+                [&o] { o.augment = false; })
+      ->group("Training");
+  b.flag("--augment", o.augment, "(YAML key augment: true/false)", "augment")->group("");
   b.flag("--skip-nonfinite", o.skip_nonfinite,
          "Skip a step whose loss is NaN/inf instead of stopping the run", "skip_nonfinite")
       ->group("Training");
@@ -156,13 +168,8 @@ void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
   b.custom("--method", "mgd (default), mgd+kd, or kd (logit distillation alone)",
            [&o](const std::string& v) { o.method = training::parse_method(v); })
       ->group("Distillation");
-  b.custom("--with-kd", "Add KD to MGD (same as --method mgd+kd): true or false",
-           [&o](const std::string& v) {
-             if (v == "true" || v == "1") o.method = training::Method::kMgdKd;
-             else if (v != "false" && v != "0") throw std::runtime_error("--with-kd expects true or false");
-           })
-      ->expected(0, 1)
-      ->default_str("true")
+  b.action_flag("--with-kd", "Add KD to MGD (same as --method mgd+kd)", "with_kd",
+                [&o] { o.method = training::Method::kMgdKd; })
       ->group("Distillation");
   b.add("--reducer", o.reducer, "Channel reducer: " + joined(reducer_names()))
       ->check(CLI::IsMember(reducer_names()))
@@ -192,9 +199,10 @@ void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
         "(the solver picks the best k*s)")
       ->check(CLI::IsMember({"first", "best"}))
       ->group("Distillation");
-  b.flag("--post-relu{false}", o.pre_relu, "Distill features after the ReLU (default: before)",
-         "pre_relu")
+  b.action_flag("--post-relu", "Distill features after the ReLU (default: before)", "post_relu",
+                [&o] { o.pre_relu = false; })
       ->group("Distillation");
+  b.flag("--pre-relu", o.pre_relu, "(YAML key pre_relu: true/false)", "pre_relu")->group("");
 }
 
 void add_run_options(OptionBinder& b, training::TrainOptions& o) {

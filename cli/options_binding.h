@@ -33,6 +33,9 @@ class OptionBinder {
   /// such as "--no-augment{false}" the positive name, "augment").
   CLI::Option* flag(const std::string& flags, bool& field, const std::string& help,
                     const std::string& yaml_key);
+  /// A value-less flag "--name" that calls `on` when given (YAML: `yaml_key: true` calls it).
+  CLI::Option* action_flag(const std::string& flags, const std::string& help,
+                           const std::string& yaml_key, std::function<void()> on);
   /// A free-form option whose parsed value goes through `apply` (CLI and YAML both; a YAML
   /// list is passed as "a,b,c").
   CLI::Option* custom(const std::string& flags, const std::string& help,

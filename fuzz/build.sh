@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer target for the checkpoint reader with clang-14 (ASan + UBSan), seeds it
 # with checkpoints written by Python's torch.save, and runs it.
-#   fuzz/build.sh              build into build-fuzz/ and fuzz for 60 s
+#   fuzz/build.sh              build into build-fuzz/checkpoint/ and fuzz for 60 s
 #   fuzz/build.sh SECONDS      fuzz for SECONDS (0: build and seed only)
 #   fuzz/build.sh SECONDS -- ARGS   extra libFuzzer arguments (e.g. -jobs=2)
 # Needs clang-14 and Debian's libtorch-dev; /usr/bin/python3 with torch for the seeds.
-# Findings (crash-*, leak-*, oom-*, timeout-*) land in build-fuzz/.
+# Findings (crash-*, leak-*, oom-*, timeout-*) land in build-fuzz/checkpoint/.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out="$root/build-fuzz"
+out="$root/build-fuzz/checkpoint"  # beside scripts/fuzz's data targets in build-fuzz/
 seconds=${1:-60}
 shift || true
 [ "${1:-}" = "--" ] && shift
