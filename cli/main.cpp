@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "mgd/distributed/environment.h"
+#include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
 #include "mgd/reducers/reducer.h"
 #include "mgd/training/engine.h"
@@ -26,6 +28,8 @@ constexpr const char* kDescription =
     "  mgd distill --arch resnet20 --teacher-arch resnet56 \\\n"
     "              --teacher-checkpoint runs/teacher/best.pth -o runs/mgd\n"
     "  mgd eval    --arch resnet20 --checkpoint runs/mgd/best.pth\n"
+    "  mgd launch  --nproc-per-node 2 -- train --arch resnet20 ...   (data-parallel; torchrun,\n"
+    "              srun and mpirun work too: batch sizes are per process)\n"
     "Every command takes --config FILE.yaml (keys are the long flag names); flags given on\n"
     "the command line override the file. See recipes/ for the reference settings.";
 
@@ -98,6 +102,23 @@ int main(int argc, char** argv) {
 
   auto* models = app.add_subcommand("models", "List the model zoo and the reducers");
 
+  mgd::distributed::LaunchOptions launch_opts;
+  std::vector<std::string> launch_command;
+  int64_t nproc = 1;
+  int master_port = 0;
+  std::string master_addr = "127.0.0.1";
+  auto* launch = app.add_subcommand(
+      "launch", "Run a data-parallel job on this machine (like torchrun --nproc-per-node)");
+  launch->add_option("--nproc-per-node", nproc, "Processes to start")->required();
+  launch->add_option("--master-port", master_port, "Rendezvous port (0: a free one)")
+      ->capture_default_str();
+  launch->add_option("--master-addr", master_addr, "Rendezvous address")->capture_default_str();
+  launch->add_option("command", launch_command,
+                     "After --: the command each process runs (`train ...`, `distill ...` run "
+                     "this mgd)")
+      ->required();
+  launch->positionals_at_end();
+
   // Config first, flags second: CLI11 only writes options given on the command line.
   const std::string config_path = find_config(argc, argv);
   try {
@@ -117,6 +138,15 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (launch->parsed()) {
+      // `launch -- train ...` runs this very binary.
+      const auto& first = launch_command.front();
+      if (first == "train" || first == "distill" || first == "eval") {
+        launch_command.insert(launch_command.begin(), "/proc/self/exe");
+      }
+      launch_opts.nproc_per_node(nproc).master_port(master_port).master_addr(master_addr);
+      return mgd::distributed::launch(launch_opts, launch_command);
+    }
     if (models->parsed()) {
       std::cout << "models:";
       for (const auto& n : mgd::models::model_names()) std::cout << " " << n;
@@ -125,8 +155,10 @@ int main(int argc, char** argv) {
       std::cout << "\n";
       return 0;
     }
+    const bool main_rank = mgd::distributed::detect_world().rank == 0;
     if (eval->parsed()) {
-      print_eval(eval_opts.arch, mgd::training::run_evaluation(eval_opts));
+      const auto r = mgd::training::run_evaluation(eval_opts);
+      if (main_rank) print_eval(eval_opts.arch, r);
       return 0;
     }
     TrainOptions& o = train->parsed() ? train_opts : distill_opts;
@@ -136,12 +168,15 @@ int main(int argc, char** argv) {
         t.arch = o.teacher_arch;
         t.init_checkpoint = o.teacher_checkpoint;
         t.resume.clear();
-        print_eval("teacher " + t.arch, mgd::training::run_evaluation(t));
+        const auto r = mgd::training::run_evaluation(t);
+        if (main_rank) print_eval("teacher " + t.arch, r);
       }
-      print_eval(o.arch, mgd::training::run_evaluation(o));
+      const auto r = mgd::training::run_evaluation(o);
+      if (main_rank) print_eval(o.arch, r);
       return 0;
     }
-    print_summary(mgd::training::run_training(o));
+    const auto summary = mgd::training::run_training(o);
+    if (main_rank) print_summary(summary);
     return 0;
   } catch (const c10::Error& e) {
     std::cerr << "mgd: error: " << e.what_without_backtrace() << "\n";

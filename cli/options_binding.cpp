@@ -215,6 +215,12 @@ void add_run_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--resume", o.resume, "Continue the run saved in this checkpoint")->group("Run");
   b.add("-p,--print-freq", o.print_freq, "Progress line every N batches when not on a terminal")
       ->group("Run");
+  b.add("--dist-timeout", o.dist_timeout,
+        "Data-parallel (under torchrun, srun, mpirun or `mgd launch`): seconds a rank waits "
+        "for the others before failing")
+      ->group("Distributed");
+  b.add("--bucket-mb", o.bucket_mb, "Data-parallel: gradient all-reduce bucket size (MiB)")
+      ->group("Distributed");
 }
 
 }  // namespace mgd::cli

@@ -65,7 +65,8 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
     std::iota(subset_.begin(), subset_.end(), int64_t{0});
   }
   const int64_t total = static_cast<int64_t>(subset_.size());
-  num_samples_ = (total + o.world_size() - 1) / o.world_size();
+  num_samples_ = o.pad() ? (total + o.world_size() - 1) / o.world_size()
+                         : (total - o.rank() + o.world_size() - 1) / o.world_size();
   TORCH_CHECK(!o.drop_last() || o.batch_size() <= num_samples_, "Loader: batch_size ",
               o.batch_size(), " is larger than the ", num_samples_, " samples",
               o.world_size() > 1 ? " of this rank" : "",
@@ -100,7 +101,7 @@ std::vector<int64_t> Loader::compute_order(int64_t epoch) const {
   if (w == 1) return order;
   // DistributedSampler: pad by repeating from the front, then every w-th from the rank.
   const size_t n = order.size();
-  const size_t total = static_cast<size_t>(num_samples_ * w);
+  const size_t total = options_.pad() ? static_cast<size_t>(num_samples_ * w) : n;
   for (size_t i = n; i < total; ++i) order.push_back(order[(i - n) % n]);
   std::vector<int64_t> mine;
   mine.reserve(static_cast<size_t>(num_samples_));

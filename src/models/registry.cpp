@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "mgd/models/mobilenet.h"
@@ -21,8 +22,13 @@ Factory wrap(Holder (*make)(const ModelOptions&)) {
   return [make](const ModelOptions& o) { return FeatureNet(make(o).ptr()); };
 }
 
-const std::map<std::string, Factory>& registry() {
-  static const std::map<std::string, Factory> kRegistry = {
+std::mutex& registry_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+std::map<std::string, Factory>& registry() {
+  static std::map<std::string, Factory> kRegistry = {
       {"resnet18", wrap(&resnet18)},
       {"resnet34", wrap(&resnet34)},
       {"resnet50", wrap(&resnet50)},
@@ -45,15 +51,27 @@ const std::map<std::string, Factory>& registry() {
 
 }  // namespace
 
+void register_model(const std::string& name, Factory factory) {
+  TORCH_CHECK(!name.empty() && factory, "register_model: needs a name and a factory");
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  registry()[name] = std::move(factory);
+}
+
 std::vector<std::string> model_names() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
   std::vector<std::string> names;
   for (const auto& entry : registry()) names.push_back(entry.first);
   return names;
 }
 
 FeatureNet make_model(const std::string& name, const ModelOptions& options) {
-  auto it = registry().find(name);
-  if (it == registry().end()) {
+  Factory factory;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    auto it = registry().find(name);
+    if (it != registry().end()) factory = it->second;
+  }
+  if (!factory) {
     std::ostringstream known;
     for (const auto& n : model_names()) known << (known.tellp() > 0 ? ", " : "") << n;
     TORCH_CHECK(false, "Unknown model '", name, "' (expected one of: ", known.str(), ")");
@@ -61,7 +79,7 @@ FeatureNet make_model(const std::string& name, const ModelOptions& options) {
   TORCH_CHECK(options.classes() >= 1 && options.in_channels() >= 1, "Model '", name,
               "': classes and input channels must be >= 1, got ", options.classes(), " and ",
               options.in_channels());
-  return it->second(options);
+  return factory(options);
 }
 
 }  // namespace mgd::models

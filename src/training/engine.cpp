@@ -15,6 +15,9 @@
 #include "mgd/data/dataset.h"
 #include "mgd/data/loader.h"
 #include "mgd/distiller/distiller.h"
+#include "mgd/distributed/communicator.h"
+#include "mgd/distributed/data_parallel.h"
+#include "mgd/distributed/environment.h"
 #include "mgd/loss/loss.h"
 #include "mgd/models/registry.h"
 #include "mgd/training/checkpoint.h"
@@ -96,6 +99,9 @@ void validate(const TrainOptions& o) {
   TORCH_CHECK(o.loss_factor > 0 && std::isfinite(o.loss_factor), "Invalid loss factor: ",
               o.loss_factor);
   TORCH_CHECK(o.workers >= 0, "Invalid workers: ", o.workers);
+  TORCH_CHECK(std::isfinite(o.dist_timeout) && o.dist_timeout > 0, "Invalid distributed timeout: ",
+              o.dist_timeout, " s (expected > 0)");
+  TORCH_CHECK(o.bucket_mb >= 1, "Invalid gradient bucket size: ", o.bucket_mb, " MiB (expected >= 1)");
   TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_arch.empty(),
               "Distillation (", method_name(o.method), ") needs a teacher architecture (--teacher-arch)");
   TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_checkpoint.empty(),
@@ -111,6 +117,10 @@ class Engine {
     // Denormal floats slow CPU kernels by orders of magnitude; they carry no information here.
     at::globalContext().setFlushDenormal(true);
     device_ = parse_device(o_.device);
+    // Data-parallel when a launcher set the environment (spec 8); a world of one otherwise.
+    comm_ = distributed::Communicator::create(
+        distributed::detect_world(),
+        distributed::CommunicatorOptions().timeout_seconds(o_.dist_timeout).device(device_));
     torch::manual_seed(o_.seed);
     open_data();
     build_models();
@@ -127,7 +137,13 @@ class Engine {
   void write_checkpoint(bool is_best);
   std::string config_text() const;
 
+  // Loader options sharded over the ranks; `pad` false gives every sample exactly once.
+  data::LoaderOptions shard(bool pad) const {
+    return data::LoaderOptions().rank(comm_->rank()).world_size(comm_->world_size()).pad(pad);
+  }
+
   TrainOptions o_;
+  std::shared_ptr<distributed::Communicator> comm_;
   int threads_ = 1;
   torch::Device device_{torch::kCPU};
   std::shared_ptr<data::Dataset> train_set_, test_set_, tracking_set_;
@@ -190,7 +206,8 @@ EvalResult Engine::evaluate(FeatureNetImpl& net) {
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
-  data::Loader loader(test_set_, data::LoaderOptions()
+  // Every rank evaluates its own test images, none twice; the counts are summed.
+  data::Loader loader(test_set_, shard(/*pad=*/false)
                                      .batch_size(o_.batch_size)
                                      .shuffle(false)
                                      .workers(o_.workers)
@@ -204,6 +221,16 @@ EvalResult Engine::evaluate(FeatureNetImpl& net) {
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.add(logits, y, loss.item<double>());
   }
+  if (comm_->world_size() > 1) {
+    auto totals = torch::tensor({static_cast<double>(meter.count), static_cast<double>(meter.top1),
+                                 static_cast<double>(meter.top5), meter.loss_sum},
+                                torch::kDouble);
+    comm_->all_reduce_sum({totals}, "all-reduce of the evaluation counts");
+    meter.count = static_cast<int64_t>(totals[0].item<double>());
+    meter.top1 = static_cast<int64_t>(totals[1].item<double>());
+    meter.top5 = static_cast<int64_t>(totals[2].item<double>());
+    meter.loss_sum = totals[3].item<double>();
+  }
   net.train(was_training);
   return {meter.top1_percent(), meter.top5_percent(), meter.mean_loss(), meter.count};
 }
@@ -212,9 +239,10 @@ void Engine::matching_pass(int64_t epoch, int64_t step) {
   const auto t0 = Clock::now();
   // A deterministic, shuffled, un-augmented view of the training set, capped at
   // tracking_images; a different subset for every pass, derived from the seed and the
-  // point in training, so a resumed run sees the same images.
+  // point in training, so a resumed run sees the same images. Each rank tracks its own
+  // shard of them; their statistics are summed before rank 0 solves (spec 8).
   data::Loader loader(tracking_set_,
-                      data::LoaderOptions()
+                      shard(/*pad=*/false)
                           .batch_size(o_.batch_size)
                           .shuffle(true)
                           .workers(o_.workers)
@@ -222,9 +250,9 @@ void Engine::matching_pass(int64_t epoch, int64_t step) {
                           .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
   distiller_->reset_tracking();
   for (auto& batch : loader) distiller_->track(batch.images.to(device_));
-  auto costs = distiller_->update_matching();
+  auto costs = distributed::synchronize_matching(distiller_, *comm_);
   const double seconds = seconds_since(t0);
-  log_->matching(epoch, step, distiller_, costs, seconds);
+  if (log_) log_->matching(epoch, step, distiller_, costs, seconds);
 }
 
 std::string Engine::config_text() const {
@@ -285,11 +313,14 @@ std::string Engine::config_text() const {
     << "threads: " << threads_ << "\n"
     << "output_dir: " << o_.output_dir << "\n"
     << "print_freq: " << o_.print_freq << "\n"
-    << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n";
+    << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n"
+    << "dist_timeout: " << o_.dist_timeout << "\n"
+    << "bucket_mb: " << o_.bucket_mb << "\n";
   return s.str();
 }
 
 void Engine::write_checkpoint(bool is_best) {
+  if (!comm_->is_main()) return;  // every rank holds the same state; rank 0 writes it
   const auto path = (fs::path(o_.output_dir) / "checkpoint.pth").string();
   state_.rng_state = at::detail::getDefaultCPUGenerator().get_state();
   torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
@@ -301,7 +332,8 @@ void Engine::write_checkpoint(bool is_best) {
 }
 
 RunSummary Engine::train() {
-  fs::create_directories(o_.output_dir);
+  const bool main_rank = comm_->is_main();
+  if (main_rank) fs::create_directories(o_.output_dir);
   state_.arch = o_.arch;
   state_.teacher_arch = o_.teacher_arch;
   state_.method = method_name(o_.method);
@@ -330,8 +362,16 @@ RunSummary Engine::train() {
       if (b.defined()) b = b.to(device_);
     }
   }
-  log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, /*append=*/!o_.resume.empty());
-  {
+  // Every rank starts from rank 0's weights (they agree already when seeded alike).
+  distributed::broadcast_module(distiller_ ? static_cast<torch::nn::Module&>(*distiller_)
+                                           : static_cast<torch::nn::Module&>(*student_),
+                                *comm_);
+  distributed::GradientAverager averager(params, comm_, o_.bucket_mb << 20);
+  // Logging, metrics, progress and checkpoints: rank 0 only.
+  if (main_rank) {
+    log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, /*append=*/!o_.resume.empty());
+  }
+  if (main_rank) {
     std::ofstream cfg(fs::path(o_.output_dir) / "config.yaml");
     cfg << state_.config;
     TORCH_CHECK(cfg.good(), "Cannot write the run configuration into '", o_.output_dir, "'");
@@ -340,7 +380,7 @@ RunSummary Engine::train() {
   if (teacher_ && state_.teacher_top1 < 0) {
     auto t = evaluate(*teacher_);
     state_.teacher_top1 = t.top1;
-    log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
+    if (log_) log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
   }
 
   LrSchedule lr;
@@ -355,7 +395,7 @@ RunSummary Engine::train() {
   matching.epochs = o_.update_epochs;
   matching.every_iters = o_.update_iters;
 
-  data::Loader loader(train_set_, data::LoaderOptions()
+  data::Loader loader(train_set_, shard(/*pad=*/true)
                                       .batch_size(o_.batch_size)
                                       .shuffle(true)
                                       .drop_last(true)
@@ -371,7 +411,7 @@ RunSummary Engine::train() {
     if (distiller_) distiller_->train(); else student_->train();
     loader.set_epoch(epoch);
     const int64_t batches = loader.num_batches();
-    log_->begin_epoch(epoch, o_.epochs, batches);
+    if (log_) log_->begin_epoch(epoch, o_.epochs, batches);
     AccuracyMeter train_meter;
     for (auto& batch : loader) {
       const double rate = lr.at(epoch, batch.index, batches);
@@ -415,8 +455,15 @@ RunSummary Engine::train() {
         }
       }
       parts.total = loss.item<double>();
-      if (!std::isfinite(parts.total)) {
+      bool nonfinite = !std::isfinite(parts.total);
+      if (comm_->world_size() > 1) {  // every rank must skip (or stop) together
+        auto flag = torch::tensor({nonfinite ? 1.0 : 0.0}, torch::kDouble);
+        comm_->all_reduce_sum({flag}, "all-reduce of the loss check");
+        nonfinite = flag.item<double>() > 0;
+      }
+      if (nonfinite) {
         std::ostringstream what;
+        if (std::isfinite(parts.total)) what << "On another rank: ";
         what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << batch.index + 1
              << " (step " << state_.global_step + 1 << "): task " << parts.task;
         if (distiller_) {
@@ -429,7 +476,7 @@ RunSummary Engine::train() {
         }
         if (teacher_ && !std::isnan(parts.kd)) what << ", kd " << parts.kd;
         if (o_.skip_nonfinite) {
-          log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
+          if (log_) log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
           continue;
         }
         TORCH_CHECK(false, what.str(), ". The last good checkpoint is kept in '", o_.output_dir,
@@ -437,10 +484,11 @@ RunSummary Engine::train() {
       }
       sgd_->zero_grad();
       loss.backward();
+      averager.average();
       sgd_->step();
       ++state_.global_step;
       train_meter.add(logits.detach(), y, parts.total * x.size(0));
-      log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
+      if (log_) log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
                  train_meter.top1_percent());
       if (distiller_ && matching.due_after_step(state_.global_step)) {
         matching_pass(epoch, state_.global_step);
@@ -454,7 +502,7 @@ RunSummary Engine::train() {
       state_.best_top1 = eval.top1;
       state_.best_top5 = eval.top5;
     }
-    log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
+    if (log_) log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
                     eval.top1, eval.top5, eval.loss, sgd_->lr(), seconds_since(t_start));
     write_checkpoint(is_best);
     summary.final_eval = eval;
@@ -468,7 +516,8 @@ RunSummary Engine::train() {
   if (state_.epoch == o_.epochs && summary.final_eval.images == 0) {
     summary.final_eval = evaluate(*student_);  // resumed a finished run
   }
-  log_->finish(summary.final_eval.top1, state_.best_top1, summary.train_seconds);
+  if (log_) log_->finish(summary.final_eval.top1, state_.best_top1, summary.train_seconds);
+  comm_->barrier();  // no rank leaves before rank 0 has written the last checkpoint
   return summary;
 }
 

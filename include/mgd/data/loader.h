@@ -9,7 +9,9 @@
 //      time), kept in ascending order;
 //   2. shuffle (per epoch) when `shuffle`;
 //   3. shard like torch.utils.data.DistributedSampler: pad to a multiple of world_size by
-//      repeating from the front, then rank r takes every world_size-th index from position r;
+//      repeating from the front (unless pad is false: then no sample repeats and ranks may
+//      differ by one sample, as evaluation and tracking need), then rank r takes every
+//      world_size-th index from position r;
 //   4. cut into batches of batch_size; drop_last drops a short last batch.
 // Resuming inside an epoch is exact: start(i) produces the same batches i, i + 1, ... that an
 // uninterrupted epoch would have.
@@ -58,6 +60,9 @@ struct LoaderOptions {
   /// This process's shard: rank in [0, world_size).
   TORCH_ARG(int64_t, rank) = 0;
   TORCH_ARG(int64_t, world_size) = 1;
+  /// Pad the order to a multiple of world_size (every rank gets as many samples); false:
+  /// every sample exactly once over all ranks.
+  TORCH_ARG(bool, pad) = true;
 };
 
 struct Batch {

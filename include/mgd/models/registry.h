@@ -1,6 +1,7 @@
 // The model zoo by name, so the CLI and library users pick networks by string.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,5 +15,9 @@ namespace mgd::models {
 FeatureNet make_model(const std::string& name, const ModelOptions& options = {});
 /// Every registered name, sorted.
 std::vector<std::string> model_names();
+/// Adds (or replaces) `name` in the zoo, so make_model, the training engine and the CLI
+/// build a network of your own by name.
+void register_model(const std::string& name,
+                    std::function<FeatureNet(const ModelOptions&)> factory);
 
 }  // namespace mgd::models

@@ -71,6 +71,11 @@ struct TrainOptions {
   bool evaluate_only = false;
   int64_t print_freq = 50;
   bool skip_nonfinite = false;            ///< skip a step with a non-finite loss instead of stopping
+
+  // --- data-parallel training (spec 8); the world comes from the environment (torchrun,
+  // SLURM, Open MPI or `mgd launch`, see mgd/distributed/environment.h). batch_size is per rank.
+  double dist_timeout = 300;              ///< seconds a rank waits for the others before failing
+  int64_t bucket_mb = 25;                 ///< gradient all-reduce bucket size (MiB)
 };
 
 }  // namespace mgd::training
