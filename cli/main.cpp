@@ -13,6 +13,8 @@
 #include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
 #include "mgd/reducers/reducer.h"
+#include "mgd/serialize/state_dict.h"
+#include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
 #include "options_binding.h"
 
@@ -102,6 +104,17 @@ int main(int argc, char** argv) {
 
   auto* models = app.add_subcommand("models", "List the model zoo and the reducers");
 
+  std::string export_arch, export_in, export_out;
+  int64_t export_classes = 10, export_channels = 3;
+  auto* exporter = app.add_subcommand(
+      "export", "Write a checkpoint's weights as a plain PyTorch state_dict (torch.load-able)");
+  exporter->add_option("-a,--arch", export_arch, "Architecture of the checkpoint")->required();
+  exporter->add_option("--checkpoint", export_in, "mgd or PyTorch checkpoint to read")->required();
+  exporter->add_option("-o,--output", export_out, "state_dict file to write")->required();
+  exporter->add_option("--classes", export_classes, "Classes of the network")->capture_default_str();
+  exporter->add_option("--in-channels", export_channels, "Input channels of the network")
+      ->capture_default_str();
+
   mgd::distributed::LaunchOptions launch_opts;
   std::vector<std::string> launch_command;
   int64_t nproc = 1;
@@ -146,6 +159,14 @@ int main(int argc, char** argv) {
       }
       launch_opts.nproc_per_node(nproc).master_port(master_port).master_addr(master_addr);
       return mgd::distributed::launch(launch_opts, launch_command);
+    }
+    if (exporter->parsed()) {
+      auto net = mgd::models::make_model(
+          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+      mgd::training::load_weights(export_in, *net, export_arch);
+      mgd::serialize::save_state_dict(export_out, *net);
+      std::cout << "wrote " << export_out << " (" << export_arch << " state_dict)\n";
+      return 0;
     }
     if (models->parsed()) {
       std::cout << "models:";

@@ -111,6 +111,14 @@ TEST(Cli, ConfigFileWithFlagsOverriding) {
   r = mgd("eval --arch resnet20 --checkpoint " + out_dir + "/checkpoint.pth --data-root " + data_dir());
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("top-1"), std::string::npos) << r.output;
+  const auto accuracy = r.output.substr(r.output.find("top-1"));
+  // export: the weights alone, as a PyTorch state_dict, evaluate the same.
+  r = mgd("export --arch resnet20 --in-channels 1 --checkpoint " + out_dir + "/checkpoint.pth -o " +
+          dir + "/weights.pth");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = mgd("eval --arch resnet20 --checkpoint " + dir + "/weights.pth --data-root " + data_dir());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.substr(r.output.find("top-1")), accuracy);
   {
     std::ofstream out(cfg);
     out << "epochs: 2\nbogus_key: 3\n";
