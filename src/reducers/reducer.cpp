@@ -28,14 +28,14 @@ void check_index(const torch::Tensor& index, int64_t teacher_channels) {
 
 }  // namespace
 
-torch::Tensor group_channels(const torch::Tensor& teacher, const torch::Tensor& index) {
+std::vector<torch::Tensor> group_channels(const torch::Tensor& teacher, const torch::Tensor& index) {
   TORCH_CHECK(teacher.dim() == 4, "reducer: expected a B x t x H x W teacher map, got ",
               teacher.sizes());
   check_index(index, teacher.size(1));
-  const int64_t k = index.size(0), s = index.size(1);
-  auto flat = index.reshape({-1}).to(teacher.device());
-  return teacher.index_select(1, flat).view(
-      {teacher.size(0), k, s, teacher.size(2), teacher.size(3)});
+  auto on_device = index.to(teacher.device());
+  std::vector<torch::Tensor> groups;
+  for (int64_t g = 0; g < index.size(0); ++g) groups.push_back(teacher.index_select(1, on_device[g]));
+  return groups;
 }
 
 torch::Tensor group_margins(const torch::Tensor& margins, const torch::Tensor& index) {

@@ -7,12 +7,14 @@ namespace functional {
 
 Reduced sp_reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
                   const torch::Tensor& index, Pooling pooling) {
-  auto groups = group_channels(teacher, index);  // B x k x s x H x W
+  auto groups = group_channels(teacher, index);
   auto grouped_margins = group_margins(margins, index);
-  if (pooling == Pooling::kMax) {
-    return {std::get<0>(groups.max(1)), std::get<0>(grouped_margins.max(0))};
+  auto feature = groups[0];
+  for (size_t g = 1; g < groups.size(); ++g) {
+    feature = pooling == Pooling::kMax ? torch::max(feature, groups[g]) : feature + groups[g];
   }
-  return {groups.mean(1), grouped_margins.mean(0)};
+  if (pooling == Pooling::kMax) return {feature, std::get<0>(grouped_margins.max(0))};
+  return {feature / static_cast<double>(groups.size()), grouped_margins.mean(0)};
 }
 
 }  // namespace functional

@@ -27,8 +27,10 @@ struct Reduced {
 };
 
 namespace functional {
-/// T[:, index[g]] for every group g, as B x k x s x H x W (validates shapes and indices).
-torch::Tensor group_channels(const torch::Tensor& teacher, const torch::Tensor& index);
+/// T[:, index[g]] for every group g: k maps of B x s x H x W (validates shapes and indices).
+/// Reducers combine them element-wise, group by group: k is small (t / s), and k passes over
+/// B x s x H x W beat a reduction over a strided group axis by several times on CPU.
+std::vector<torch::Tensor> group_channels(const torch::Tensor& teacher, const torch::Tensor& index);
 /// M[index[g]] for every group g, as k x s.
 torch::Tensor group_margins(const torch::Tensor& margins, const torch::Tensor& index);
 }  // namespace functional
