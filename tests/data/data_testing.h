@@ -18,32 +18,17 @@
 #include <vector>
 
 #include "mgd/data/image.h"
+#include "support/temp_dir.h"
 
 namespace mgd {
 namespace data_testing {
 
 using data::Image;
 
-/// A fresh directory under the system temp dir, removed with everything in it on destruction.
-class TempDir {
+/// A fresh temporary directory (tests/support/temp_dir.h).
+class TempDir : public mgd::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "mgd-data-XXXXXX").string();
-    char* made = ::mkdtemp(tmpl.data());
-    if (!made) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : mgd::testing::TempDir("mgd-data") {}
 };
 
 /// A smooth random RGB (or gray) image: blobs of colour plus mild noise, so JPEG behaves as on

@@ -16,30 +16,14 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include "support/temp_dir.h"
 
 namespace mgd::logging::testing {
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class TempDir {
+/// A fresh temporary directory (tests/support/temp_dir.h).
+class TempDir : public mgd::testing::TempDir {
  public:
-  TempDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/mgd_logging_XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : mgd::testing::TempDir("mgd-logging") {}
 };
 
 inline std::string read_file(const std::string& path) {
