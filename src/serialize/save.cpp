@@ -13,6 +13,7 @@
 #include "mgd/serialize/checkpoint.h"
 #include "source.h"
 #include "unpickler.h"
+#include "pickle_opcodes.h"
 
 namespace mgd::serialize {
 namespace {
@@ -63,38 +64,6 @@ bool valid_utf8(const std::string& s) {
   }
   return true;
 }
-
-// Pickle opcodes (see Python's Lib/pickletools.py).
-enum Op : uint8_t {
-  kMark = '(',
-  kStop = '.',
-  kBinInt = 'J',
-  kBinInt1 = 'K',
-  kBinInt2 = 'M',
-  kNone = 'N',
-  kBinPersId = 'Q',
-  kReduce = 'R',
-  kBinUnicode = 'X',
-  kAppends = 'e',
-  kBuild = 'b',
-  kGlobal = 'c',
-  kEmptyDict = '}',
-  kBinGet = 'h',
-  kLongBinGet = 'j',
-  kEmptyList = ']',
-  kBinPut = 'q',
-  kLongBinPut = 'r',
-  kTuple = 't',
-  kEmptyTuple = ')',
-  kSetItems = 'u',
-  kBinFloat = 'G',
-  kProto = 0x80,
-  kTuple1 = 0x85,
-  kTuple2 = 0x86,
-  kNewTrue = 0x88,
-  kNewFalse = 0x89,
-  kLong1 = 0x8a,
-};
 
 constexpr size_t kBatch = 1000;  // items per APPENDS / SETITEMS, as Python's pickler does
 
