@@ -31,6 +31,17 @@ class TempDir : public mgd::testing::TempDir {
   TempDir() : mgd::testing::TempDir("mgd-data") {}
 };
 
+/// Runs `f`, which must throw a c10::Error whose message contains every one of `needles`.
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
 /// A smooth random RGB (or gray) image: blobs of colour plus mild noise, so JPEG behaves as on
 /// a photograph rather than on white noise.
 inline Image synthetic_image(int64_t height, int64_t width, int64_t channels, uint64_t seed) {

@@ -13,6 +13,7 @@ namespace {
 using namespace mgd::data;
 namespace dt = mgd::data_testing;
 namespace fs = std::filesystem;
+using dt::expect_error;
 using dt::TempDir;
 
 const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
@@ -44,16 +45,6 @@ std::vector<uint8_t> cifar10_bytes(int64_t n) {
     for (int64_t p = 0; p < 3072; ++p) out.push_back(static_cast<uint8_t>(i + p));
   }
   return out;
-}
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 TEST(Dataset, FormatsAndDefaults) {

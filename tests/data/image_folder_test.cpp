@@ -13,6 +13,7 @@ namespace {
 using namespace mgd::data;
 namespace dt = mgd::data_testing;
 namespace fs = std::filesystem;
+using dt::expect_error;
 using dt::TempDir;
 
 void write_jpeg(const std::string& path, int64_t h, int64_t w, uint64_t seed) {
@@ -103,16 +104,6 @@ TEST(ImageFolder, SplitDirectories) {
   // ImageNet's own name for it.
   fs::rename(dir / "valid", dir / "val");
   EXPECT_EQ(image_folder_split_dir(dir.path(), "test"), dir / "val");
-}
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 TEST(ImageFolder, BadLayoutsThrowClearly) {
