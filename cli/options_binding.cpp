@@ -128,6 +128,9 @@ void add_data_options(OptionBinder& b, training::TrainOptions& o) {
 void add_training_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--train-subset", o.train_subset, "Train on a fixed random subset of this many images (0: all)")
       ->group("Training");
+  b.add("--test-subset", o.test_subset,
+        "Evaluate on a fixed random subset of this many test images (0: all; for quick checks)")
+      ->group("Training");
   b.add("--epochs", o.epochs, "Training epochs")->group("Training");
   b.add("--lr", o.lr, "Initial learning rate")->group("Training");
   b.add("--momentum", o.momentum, "SGD momentum")->group("Training");

@@ -99,6 +99,8 @@ void validate(const TrainOptions& o) {
   TORCH_CHECK(o.loss_factor > 0 && std::isfinite(o.loss_factor), "Invalid loss factor: ",
               o.loss_factor);
   TORCH_CHECK(o.workers >= 0, "Invalid workers: ", o.workers);
+  TORCH_CHECK(o.train_subset >= 0 && o.test_subset >= 0, "Invalid subset size: train ",
+              o.train_subset, ", test ", o.test_subset, " (expected >= 0; 0 means all)");
   TORCH_CHECK(std::isfinite(o.dist_timeout) && o.dist_timeout > 0, "Invalid distributed timeout: ",
               o.dist_timeout, " s (expected > 0)");
   TORCH_CHECK(o.bucket_mb >= 1, "Invalid gradient bucket size: ", o.bucket_mb, " MiB (expected >= 1)");
@@ -211,7 +213,9 @@ EvalResult Engine::evaluate(FeatureNetImpl& net) {
                                      .batch_size(o_.batch_size)
                                      .shuffle(false)
                                      .workers(o_.workers)
-                                     .seed(o_.seed));
+                                     // the same test subset whatever the run's seed
+                                     .seed(0)
+                                     .max_samples(o_.test_subset));
   AccuracyMeter meter;
   for (auto& batch : loader) {
     auto x = batch.images.to(device_);
@@ -279,6 +283,7 @@ std::string Engine::config_text() const {
     << "data_root: " << text(o_.data_root) << "\n"
     << "image_size: " << o_.image_size << "\n"
     << "train_subset: " << o_.train_subset << "\n"
+    << "test_subset: " << o_.test_subset << "\n"
     << "workers: " << o_.workers << "\n"
     << "augment: " << flag(o_.augment) << "\n"
     << "epochs: " << o_.epochs << "\n"

@@ -32,6 +32,7 @@ struct TrainOptions {
   std::string data_root;                  ///< empty: the format's default location
   int64_t image_size = 224;               ///< ImageFolder crop size
   int64_t train_subset = 0;               ///< > 0: train on this many training images (fixed subset)
+  int64_t test_subset = 0;                ///< > 0: evaluate on this many test images (quick checks)
   int64_t workers = 2;                    ///< data loading threads
   bool augment = true;                    ///< training augmentation
 
