@@ -12,6 +12,7 @@
 #include "mgd/distributed/environment.h"
 #include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
+#include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
@@ -196,9 +197,14 @@ int main(int argc, char** argv) {
       if (main_rank) print_eval(o.arch, r);
       return 0;
     }
+    // The first SIGINT/SIGTERM stops at the next step with a checkpoint; a second one kills.
+    mgd::training::install_stop_handlers();
     const auto summary = mgd::training::run_training(o);
     if (main_rank) print_summary(summary);
     return 0;
+  } catch (const mgd::training::Interrupted& e) {
+    std::cerr << "mgd: " << e.what() << "\n";
+    return e.exit_code();
   } catch (const c10::Error& e) {
     std::cerr << "mgd: error: " << e.what_without_backtrace() << "\n";
   } catch (const std::exception& e) {

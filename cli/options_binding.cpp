@@ -216,6 +216,9 @@ void add_run_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("-o,--output-dir", o.output_dir, "Where checkpoints, metrics and TensorBoard events go")
       ->group("Run");
   b.add("--resume", o.resume, "Continue the run saved in this checkpoint")->group("Run");
+  b.add("--checkpoint-every", o.checkpoint_every,
+        "Also write the checkpoint every N steps, to resume inside an epoch (0: at epoch ends only)")
+      ->group("Run");
   b.add("-p,--print-freq", o.print_freq, "Progress line every N batches when not on a terminal")
       ->group("Run");
   b.add("--dist-timeout", o.dist_timeout,

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <unordered_map>
 
 #include "mgd/serialize/checkpoint.h"
@@ -403,6 +404,20 @@ class AtomicFile {
     return n;
   }
 
+  // Replaces the (empty) temporary file by a hard link to `from` and renames it over the
+  // target; false when the filesystem cannot link (the caller copies instead).
+  bool link_from(const std::string& from) {
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(temp_.c_str());
+    if (::link(from.c_str(), temp_.c_str()) != 0) return false;
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+      fail(path_, ": cannot replace it: ", std::strerror(errno));
+    }
+    committed_ = true;
+    return true;
+  }
+
   void commit() {
     if (error_ != 0) fail(path_, ": write failed: ", std::strerror(error_));
     if (::fsync(fd_) != 0) fail(path_, ": write failed (fsync): ", std::strerror(errno));
@@ -439,6 +454,23 @@ std::string save_bytes(const Value& value) {
     return n;
   });
   return out;
+}
+
+void link_or_copy_file(const std::string& from, const std::string& to) {
+  {
+    AtomicFile file(to);  // reserves a unique temporary name beside `to`
+    if (file.link_from(from)) return;
+  }
+  std::ifstream in(from, std::ios::binary);
+  if (!in) fail(to, ": cannot copy '", from, "': ", std::strerror(errno));
+  AtomicFile file(to);
+  char buffer[1 << 16];
+  while (in) {
+    in.read(buffer, sizeof buffer);
+    if (in.gcount() > 0) file.write(buffer, static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) fail(to, ": cannot copy '", from, "': read failed");
+  file.commit();
 }
 
 void save_file(const std::string& path, const Value& value) {

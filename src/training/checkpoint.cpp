@@ -69,6 +69,10 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   ckpt.insert_or_assign("best_top5", state.best_top5);
   ckpt.insert_or_assign("teacher_top1", state.teacher_top1);
   ckpt.insert_or_assign("rng", state.rng_state.defined() ? Value(state.rng_state) : Value());
+  ckpt.insert_or_assign("batch", state.batch);
+  const auto& m = state.epoch_meter;
+  ckpt.insert_or_assign("epoch_meter", Value::list({Value(m.count), Value(m.top1), Value(m.top5),
+                                                    Value(m.loss_sum)}));
   serialize::save_file(path, Value(std::move(ckpt)));
 }
 
@@ -91,6 +95,16 @@ TrainingState load_checkpoint(const std::string& path, torch::nn::Module& model,
   s.best_top5 = v.at("best_top5").to_double();
   s.teacher_top1 = v.at("teacher_top1").to_double();
   if (v.at("rng").is_tensor()) s.rng_state = v.at("rng").to_tensor();
+  if (v.contains("batch")) {  // absent from checkpoints written only at epoch ends
+    s.batch = v.at("batch").to_int();
+    TORCH_CHECK(s.batch >= 0, "'", path, "': invalid batch ", s.batch);
+    const auto& m = v.at("epoch_meter").items();
+    TORCH_CHECK(m.size() == 4, "'", path, "': epoch_meter holds ", m.size(), " numbers, expected 4");
+    s.epoch_meter.count = m[0].to_int();
+    s.epoch_meter.top1 = m[1].to_int();
+    s.epoch_meter.top5 = m[2].to_int();
+    s.epoch_meter.loss_sum = m[3].to_double();
+  }
   try {
     serialize::load_state_dict_into(model, serialize::to_state_dict(v.at("state_dict"), {}, path));
   } catch (const c10::Error& e) {

@@ -2,7 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <csignal>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +23,9 @@
 #include "mgd/distributed/environment.h"
 #include "mgd/loss/loss.h"
 #include "mgd/models/registry.h"
+#include "mgd/serialize/checkpoint.h"
 #include "mgd/training/checkpoint.h"
+#include "mgd/training/interrupt.h"
 #include "mgd/training/metrics.h"
 #include "mgd/training/run_log.h"
 #include "mgd/training/schedule.h"
@@ -52,6 +57,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+
+// Thrown inside evaluation and tracking passes to abandon them for a requested stop.
+struct StopNow {};
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -99,6 +107,8 @@ void validate(const TrainOptions& o) {
   TORCH_CHECK(o.loss_factor > 0 && std::isfinite(o.loss_factor), "Invalid loss factor: ",
               o.loss_factor);
   TORCH_CHECK(o.workers >= 0, "Invalid workers: ", o.workers);
+  TORCH_CHECK(o.checkpoint_every >= 0, "Invalid checkpoint interval: ", o.checkpoint_every,
+              " steps (expected >= 0; 0: at epoch ends only)");
   TORCH_CHECK(o.train_subset >= 0 && o.test_subset >= 0, "Invalid subset size: train ",
               o.train_subset, ", test ", o.test_subset, " (expected >= 0; 0 means all)");
   TORCH_CHECK(std::isfinite(o.dist_timeout) && o.dist_timeout > 0, "Invalid distributed timeout: ",
@@ -129,14 +139,21 @@ class Engine {
   }
 
   RunSummary train();
-  EvalResult evaluate(FeatureNetImpl& net);
+  /// `interruptible`: abandon the pass (throw StopNow) when a stop is requested.
+  EvalResult evaluate(FeatureNetImpl& net, bool interruptible = false);
   FeatureNet student() { return student_; }
 
  private:
   void open_data();
   void build_models();
-  void matching_pass(int64_t epoch, int64_t step);
+  void matching_pass(int64_t epoch, int64_t step, bool interruptible);
   void write_checkpoint(bool is_best);
+  void prepare_output_dir();
+  [[noreturn]] void stop(int64_t batches);
+  // A stop requested now can be honoured inside a pass (one process: no collective to keep).
+  bool stop_inside_pass(bool interruptible) const {
+    return interruptible && comm_->world_size() == 1 && stop_requested();
+  }
   std::string config_text() const;
 
   // Loader options sharded over the ranks; `pad` false gives every sample exactly once.
@@ -154,6 +171,7 @@ class Engine {
   std::unique_ptr<SGD> sgd_;
   std::unique_ptr<RunLog> log_;
   TrainingState state_;
+  std::string last_saved_;  // the state in the last checkpoint written by this process
 };
 
 void Engine::open_data() {
@@ -204,7 +222,7 @@ void Engine::build_models() {
   }
 }
 
-EvalResult Engine::evaluate(FeatureNetImpl& net) {
+EvalResult Engine::evaluate(FeatureNetImpl& net, bool interruptible) {
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
@@ -218,6 +236,7 @@ EvalResult Engine::evaluate(FeatureNetImpl& net) {
                                      .max_samples(o_.test_subset));
   AccuracyMeter meter;
   for (auto& batch : loader) {
+    if (stop_inside_pass(interruptible)) throw StopNow{};
     auto x = batch.images.to(device_);
     auto y = batch.labels.to(device_);
     auto logits = net.forward(x);
@@ -239,7 +258,7 @@ EvalResult Engine::evaluate(FeatureNetImpl& net) {
   return {meter.top1_percent(), meter.top5_percent(), meter.mean_loss(), meter.count};
 }
 
-void Engine::matching_pass(int64_t epoch, int64_t step) {
+void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
   const auto t0 = Clock::now();
   // A deterministic, shuffled, un-augmented view of the training set, capped at
   // tracking_images; a different subset for every pass, derived from the seed and the
@@ -253,7 +272,10 @@ void Engine::matching_pass(int64_t epoch, int64_t step) {
                           .seed(mix_seed(o_.seed, static_cast<uint64_t>(epoch * 1000003 + step)))
                           .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
   distiller_->reset_tracking();
-  for (auto& batch : loader) distiller_->track(batch.images.to(device_));
+  for (auto& batch : loader) {
+    if (stop_inside_pass(interruptible)) throw StopNow{};
+    distiller_->track(batch.images.to(device_));
+  }
   auto costs = distributed::synchronize_matching(distiller_, *comm_);
   const double seconds = seconds_since(t0);
   if (log_) log_->matching(epoch, step, distiller_, costs, seconds);
@@ -318,6 +340,7 @@ std::string Engine::config_text() const {
     << "threads: " << threads_ << "\n"
     << "output_dir: " << o_.output_dir << "\n"
     << "print_freq: " << o_.print_freq << "\n"
+    << "checkpoint_every: " << o_.checkpoint_every << "\n"
     << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n"
     << "dist_timeout: " << o_.dist_timeout << "\n"
     << "bucket_mb: " << o_.bucket_mb << "\n";
@@ -329,16 +352,86 @@ void Engine::write_checkpoint(bool is_best) {
   const auto path = (fs::path(o_.output_dir) / "checkpoint.pth").string();
   state_.rng_state = at::detail::getDefaultCPUGenerator().get_state();
   torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
-  save_checkpoint(path, *student_, d, sgd_->momentum_buffers(), state_);
-  if (is_best) {
-    save_checkpoint((fs::path(o_.output_dir) / "best.pth").string(), *student_, d,
-                    sgd_->momentum_buffers(), state_);
+  std::string target = path;
+  try {
+    save_checkpoint(path, *student_, d, sgd_->momentum_buffers(), state_);
+    std::ostringstream saved;
+    saved << "epoch " << state_.epoch + (state_.batch > 0 ? 1 : 0);
+    if (state_.batch > 0) saved << ", batch " << state_.batch;
+    else saved << " complete";
+    saved << ", step " << state_.global_step;
+    last_saved_ = saved.str();
+    if (is_best) {
+      // The same bytes: a second name for the file just written (a copy where links fail).
+      target = (fs::path(o_.output_dir) / "best.pth").string();
+      serialize::link_or_copy_file(path, target);
+    }
+  } catch (const c10::Error& e) {
+    // The writer never replaces a file it could not write completely.
+    std::ostringstream what;
+    what << "Cannot write the checkpoint '" << target << "' (" << e.what_without_backtrace()
+         << "). ";
+    if (!last_saved_.empty()) {
+      what << "The previous checkpoint '" << path << "' (" << last_saved_ << ") is intact";
+    } else if (!o_.resume.empty()) {
+      what << "The checkpoint this run resumed from, '" << o_.resume << "', is intact";
+    } else {
+      what << "No checkpoint of this run was written before";
+    }
+    what << "; free some space or fix the directory, then resume with --resume " << path;
+    TORCH_CHECK(false, what.str());
   }
+}
+
+void Engine::prepare_output_dir() {
+  const fs::path dir(o_.output_dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  TORCH_CHECK(!ec, "Cannot create the output directory '", o_.output_dir, "': ", ec.message());
+  // Fail now, not after an epoch, when checkpoints cannot be written there.
+  const fs::path probe = dir / (".mgd-write-test." + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe, std::ios::binary);
+    out << "mgd";
+    out.close();
+    const int err = errno;
+    if (!out) {
+      fs::remove(probe, ec);
+      TORCH_CHECK(false, "The output directory '", o_.output_dir, "' is not writable (",
+                  std::strerror(err), "); choose another --output-dir or fix its permissions");
+    }
+  }
+  fs::remove(probe, ec);
+  // Temporary files of checkpoint writes that a killed process left behind.
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind(".checkpoint.pth.tmp.", 0) == 0 || name.rfind(".best.pth.tmp.", 0) == 0) {
+      fs::remove(entry.path(), ec);
+    }
+  }
+}
+
+void Engine::stop(int64_t batches) {
+  write_checkpoint(/*is_best=*/false);
+  comm_->barrier();
+  const int signal = stop_signal();
+  const auto path = (fs::path(o_.output_dir) / "checkpoint.pth").string();
+  std::ostringstream what;
+  what << "Stopped";
+  if (signal == SIGINT) what << " by SIGINT";
+  else if (signal == SIGTERM) what << " by SIGTERM";
+  else if (signal > 0) what << " by signal " << signal;
+  what << " in epoch " << std::min(state_.epoch + 1, o_.epochs) << "/" << o_.epochs;
+  if (state_.batch > 0) what << " after batch " << state_.batch << "/" << batches;
+  what << " (step " << state_.global_step << "); the state reached is saved in '" << path
+       << "'. Resume with: mgd " << (uses_teacher(o_.method) ? "distill" : "train") << " --config "
+       << (fs::path(o_.output_dir) / "config.yaml").string() << " --resume " << path;
+  throw Interrupted(what.str(), signal, comm_->is_main() ? path : std::string());
 }
 
 RunSummary Engine::train() {
   const bool main_rank = comm_->is_main();
-  if (main_rank) fs::create_directories(o_.output_dir);
+  if (main_rank) prepare_output_dir();
   state_.arch = o_.arch;
   state_.teacher_arch = o_.teacher_arch;
   state_.method = method_name(o_.method);
@@ -375,17 +468,16 @@ RunSummary Engine::train() {
   // Logging, metrics, progress and checkpoints: rank 0 only.
   if (main_rank) {
     log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, /*append=*/!o_.resume.empty());
+    if (!o_.resume.empty()) {
+      std::cerr << "resuming '" << o_.resume << "' at epoch " << state_.epoch + 1;
+      if (state_.batch > 0) std::cerr << ", batch " << state_.batch + 1;
+      std::cerr << " (" << state_.global_step << " steps done)\n";
+    }
   }
   if (main_rank) {
     std::ofstream cfg(fs::path(o_.output_dir) / "config.yaml");
     cfg << state_.config;
     TORCH_CHECK(cfg.good(), "Cannot write the run configuration into '", o_.output_dir, "'");
-  }
-
-  if (teacher_ && state_.teacher_top1 < 0) {
-    auto t = evaluate(*teacher_);
-    state_.teacher_top1 = t.top1;
-    if (log_) log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
   }
 
   LrSchedule lr;
@@ -410,107 +502,139 @@ RunSummary Engine::train() {
   RunSummary summary;
   summary.output_dir = o_.output_dir;
   const auto t_start = Clock::now();
-  auto ce_opts = torch::nn::functional::CrossEntropyFuncOptions();
-  for (int64_t epoch = state_.epoch; epoch < o_.epochs; ++epoch) {
-    if (distiller_ && matching.due_before_epoch(epoch)) matching_pass(epoch, state_.global_step);
-    if (distiller_) distiller_->train(); else student_->train();
-    loader.set_epoch(epoch);
-    const int64_t batches = loader.num_batches();
-    if (log_) log_->begin_epoch(epoch, o_.epochs, batches);
-    AccuracyMeter train_meter;
-    for (auto& batch : loader) {
-      const double rate = lr.at(epoch, batch.index, batches);
-      sgd_->set_lr(rate);
-      auto x = batch.images.to(device_);
-      auto y = batch.labels.to(device_);
-      StepLosses parts;
-      torch::Tensor logits, loss;
-      if (distiller_) {
-        auto out = distiller_->forward(x);
-        logits = out.logits;
-        auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
-        auto d = out.loss / static_cast<double>(x.size(0)) / o_.loss_factor;
-        loss = ce + d;
-        parts.task = ce.item<double>();
-        parts.distill = d.item<double>();
-        for (size_t i = 0; i < out.position_losses.size(); ++i) {
-          parts.positions.push_back(out.position_losses[i].defined()
-                                        ? out.position_losses[i].item<double>() /
-                                              static_cast<double>(x.size(0)) / o_.loss_factor
-                                        : std::numeric_limits<double>::quiet_NaN());
-        }
-        if (out.kd_loss.defined()) {
-          loss = loss + o_.kd_weight * out.kd_loss;
-          parts.kd = out.kd_loss.item<double>();
-        }
-      } else {
-        logits = student_->forward(x);
-        auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
-        loss = ce;
-        parts.task = ce.item<double>();
-        if (teacher_) {  // KD alone
-          torch::Tensor teacher_logits;
-          {
-            torch::NoGradGuard no_grad;
-            teacher_logits = teacher_->forward(x);
-          }
-          auto kd = functional::kd_loss(logits, teacher_logits, o_.kd_temperature);
-          loss = loss + o_.kd_weight * kd;
-          parts.kd = kd.item<double>();
-        }
+  int64_t batches = 0;  // of the current epoch, for the stop message
+  try {
+    if (teacher_ && state_.teacher_top1 < 0) {
+      auto t = evaluate(*teacher_, /*interruptible=*/true);
+      state_.teacher_top1 = t.top1;
+      if (log_) log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
+    }
+
+    auto ce_opts = torch::nn::functional::CrossEntropyFuncOptions();
+    for (int64_t epoch = state_.epoch; epoch < o_.epochs; ++epoch) {
+      // > 0 when resuming a checkpoint written inside this epoch: continue at that batch, with
+      // the matching it holds (the pass due before the epoch is done already).
+      const int64_t first_batch = state_.batch;
+      if (distiller_ && first_batch == 0 && matching.due_before_epoch(epoch)) {
+        matching_pass(epoch, state_.global_step, /*interruptible=*/true);
       }
-      parts.total = loss.item<double>();
-      bool nonfinite = !std::isfinite(parts.total);
-      if (comm_->world_size() > 1) {  // every rank must skip (or stop) together
-        auto flag = torch::tensor({nonfinite ? 1.0 : 0.0}, torch::kDouble);
-        comm_->all_reduce_sum({flag}, "all-reduce of the loss check");
-        nonfinite = flag.item<double>() > 0;
-      }
-      if (nonfinite) {
-        std::ostringstream what;
-        if (std::isfinite(parts.total)) what << "On another rank: ";
-        what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << batch.index + 1
-             << " (step " << state_.global_step + 1 << "): task " << parts.task;
+      if (distiller_) distiller_->train(); else student_->train();
+      loader.set_epoch(epoch);
+      batches = loader.num_batches();
+      TORCH_CHECK(first_batch <= batches, "Cannot resume '", o_.resume, "' at batch ", first_batch,
+                  " of epoch ", epoch + 1, ": this run's epochs have ", batches,
+                  " batches (the data, subset or batch size differ from the checkpoint's run)");
+      loader.start(first_batch);
+      if (log_) log_->begin_epoch(epoch, o_.epochs, batches);
+      AccuracyMeter train_meter = state_.epoch_meter;
+      bool stop_now = false;
+      for (auto& batch : loader) {
+        const double rate = lr.at(epoch, batch.index, batches);
+        sgd_->set_lr(rate);
+        auto x = batch.images.to(device_);
+        auto y = batch.labels.to(device_);
+        StepLosses parts;
+        torch::Tensor logits, loss;
         if (distiller_) {
-          what << ", distillation " << parts.distill;
-          for (size_t i = 0; i < parts.positions.size(); ++i) {
-            if (!std::isnan(parts.positions[i]) || !std::isfinite(parts.positions[i])) {
-              what << ", position " << i << " " << parts.positions[i];
+          auto out = distiller_->forward(x);
+          logits = out.logits;
+          auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
+          auto d = out.loss / static_cast<double>(x.size(0)) / o_.loss_factor;
+          loss = ce + d;
+          parts.task = ce.item<double>();
+          parts.distill = d.item<double>();
+          for (size_t i = 0; i < out.position_losses.size(); ++i) {
+            parts.positions.push_back(out.position_losses[i].defined()
+                                          ? out.position_losses[i].item<double>() /
+                                                static_cast<double>(x.size(0)) / o_.loss_factor
+                                          : std::numeric_limits<double>::quiet_NaN());
+          }
+          if (out.kd_loss.defined()) {
+            loss = loss + o_.kd_weight * out.kd_loss;
+            parts.kd = out.kd_loss.item<double>();
+          }
+        } else {
+          logits = student_->forward(x);
+          auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
+          loss = ce;
+          parts.task = ce.item<double>();
+          if (teacher_) {  // KD alone
+            torch::Tensor teacher_logits;
+            {
+              torch::NoGradGuard no_grad;
+              teacher_logits = teacher_->forward(x);
+            }
+            auto kd = functional::kd_loss(logits, teacher_logits, o_.kd_temperature);
+            loss = loss + o_.kd_weight * kd;
+            parts.kd = kd.item<double>();
+          }
+        }
+        parts.total = loss.item<double>();
+        bool nonfinite = !std::isfinite(parts.total);
+        stop_now = stop_requested();
+        if (comm_->world_size() > 1) {  // every rank must skip (or stop) together
+          auto flag = torch::tensor({nonfinite ? 1.0 : 0.0, stop_now ? 1.0 : 0.0}, torch::kDouble);
+          comm_->all_reduce_sum({flag}, "all-reduce of the loss check");
+          nonfinite = flag[0].item<double>() > 0;
+          stop_now = flag[1].item<double>() > 0;
+        }
+        if (nonfinite) {
+          std::ostringstream what;
+          if (std::isfinite(parts.total)) what << "On another rank: ";
+          what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << batch.index + 1
+               << " (step " << state_.global_step + 1 << "): task " << parts.task;
+          if (distiller_) {
+            what << ", distillation " << parts.distill;
+            for (size_t i = 0; i < parts.positions.size(); ++i) {
+              if (!std::isnan(parts.positions[i]) || !std::isfinite(parts.positions[i])) {
+                what << ", position " << i << " " << parts.positions[i];
+              }
             }
           }
+          if (teacher_ && !std::isnan(parts.kd)) what << ", kd " << parts.kd;
+          if (o_.skip_nonfinite) {
+            if (log_) log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
+            continue;
+          }
+          TORCH_CHECK(false, what.str(), ". The last good checkpoint is kept in '", o_.output_dir,
+                      "'; lower the learning rate or pass --skip-nonfinite.");
         }
-        if (teacher_ && !std::isnan(parts.kd)) what << ", kd " << parts.kd;
-        if (o_.skip_nonfinite) {
-          if (log_) log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
-          continue;
+        sgd_->zero_grad();
+        loss.backward();
+        averager.average();
+        sgd_->step();
+        ++state_.global_step;
+        train_meter.add(logits.detach(), y, parts.total * x.size(0));
+        if (log_) log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
+                   train_meter.top1_percent());
+        if (distiller_ && matching.due_after_step(state_.global_step)) {
+          matching_pass(epoch, state_.global_step, /*interruptible=*/false);
+          distiller_->train();
         }
-        TORCH_CHECK(false, what.str(), ". The last good checkpoint is kept in '", o_.output_dir,
-                    "'; lower the learning rate or pass --skip-nonfinite.");
+        state_.batch = batch.index + 1;
+        state_.epoch_meter = train_meter;
+        if (comm_->world_size() == 1) stop_now = stop_requested();
+        if (stop_now) stop(batches);
+        if (o_.checkpoint_every > 0 && state_.global_step % o_.checkpoint_every == 0) {
+          write_checkpoint(/*is_best=*/false);
+        }
       }
-      sgd_->zero_grad();
-      loss.backward();
-      averager.average();
-      sgd_->step();
-      ++state_.global_step;
-      train_meter.add(logits.detach(), y, parts.total * x.size(0));
-      if (log_) log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
-                 train_meter.top1_percent());
-      if (distiller_ && matching.due_after_step(state_.global_step)) {
-        matching_pass(epoch, state_.global_step);
-        distiller_->train();
+      auto eval = evaluate(*student_, /*interruptible=*/true);
+      state_.epoch = epoch + 1;
+      state_.batch = 0;
+      state_.epoch_meter = AccuracyMeter();
+      const bool is_best = eval.top1 > state_.best_top1 || epoch == 0;
+      if (is_best) {
+        state_.best_top1 = eval.top1;
+        state_.best_top5 = eval.top5;
       }
+      if (log_) log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
+                      eval.top1, eval.top5, eval.loss, sgd_->lr(), seconds_since(t_start));
+      write_checkpoint(is_best);
+      summary.final_eval = eval;
     }
-    auto eval = evaluate(*student_);
-    state_.epoch = epoch + 1;
-    const bool is_best = eval.top1 > state_.best_top1 || epoch == 0;
-    if (is_best) {
-      state_.best_top1 = eval.top1;
-      state_.best_top5 = eval.top5;
-    }
-    if (log_) log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
-                    eval.top1, eval.top5, eval.loss, sgd_->lr(), seconds_since(t_start));
-    write_checkpoint(is_best);
-    summary.final_eval = eval;
+  } catch (const StopNow&) {
+    stop(batches);
   }
   summary.best_top1 = state_.best_top1;
   summary.teacher_top1 = state_.teacher_top1;

@@ -51,6 +51,11 @@ Value load_bytes(const void* data, size_t size, const std::string& name = "<memo
 /// `path` is left as it was, and the c10::Error names `path`.
 void save_file(const std::string& path, const Value& value);
 
+/// Atomically makes `to` hold the file `from` (a checkpoint just written): a hard link when
+/// the filesystem allows, a copy otherwise; either way under a temporary name first, then
+/// renamed over `to`, which is left as it was on failure (a c10::Error names it).
+void link_or_copy_file(const std::string& from, const std::string& to);
+
 /// The bytes save_file() would write.
 std::string save_bytes(const Value& value);
 

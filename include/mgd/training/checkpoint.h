@@ -8,12 +8,16 @@
 //    "distiller": the distiller's own state (norm layers, margins, matchings, cost sums),
 //    "momentum": [one SGD momentum buffer per optimized parameter, or None],
 //    "epoch": completed epochs, "global_step", "best_top1", "best_top5", "teacher_top1",
-//    "rng": the CPU generator's state}
+//    "rng": the CPU generator's state,
+//    "batch": batches done in epoch "epoch" (> 0 for a checkpoint written inside an epoch),
+//    "epoch_meter": [images, top-1 hits, top-5 hits, loss sum] of those batches}
 // Files are written atomically (a temporary file, fsync, rename), so a crash never leaves a
 // half-written checkpoint under the final name.
 #pragma once
 
 #include <torch/nn/module.h>
+
+#include "mgd/training/metrics.h"
 #include <torch/types.h>
 
 #include <string>
@@ -28,6 +32,8 @@ struct TrainingState {
   double best_top1 = 0, best_top5 = 0;
   double teacher_top1 = -1;
   torch::Tensor rng_state;  ///< CPU generator state (uint8)
+  int64_t batch = 0;        ///< batches done in epoch `epoch` (inside an epoch: > 0)
+  AccuracyMeter epoch_meter;  ///< training accuracy and loss of those batches
 };
 
 /// Parameters and buffers of `module` whose names do not start with one of `exclude`.

@@ -1,0 +1,43 @@
+// Stopping a run cleanly on SIGINT / SIGTERM (or on request from code).
+//
+// install_stop_handlers() makes the first SIGINT or SIGTERM only *request* a stop; the
+// training engine polls stop_requested() after every optimizer step (and inside evaluation
+// and tracking passes, which it abandons and redoes on resume), writes a checkpoint of the
+// exact point reached and throws Interrupted. A second signal while the first is pending
+// terminates the process at once, as the signal's default action would.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace mgd::training {
+
+/// Installs the SIGINT/SIGTERM handlers described above (idempotent).
+void install_stop_handlers();
+
+/// Asks the engine to stop at the next safe point; `signal` is reported (0: not a signal).
+/// Async-signal-safe.
+void request_stop(int signal = 0) noexcept;
+bool stop_requested() noexcept;
+/// The signal behind the pending request (0: none, or a request from code).
+int stop_signal() noexcept;
+/// Forgets a pending request (the engine does not; tests and embedding code may).
+void clear_stop() noexcept;
+
+/// Thrown by run_training once a requested stop has been honoured: `checkpoint` holds the
+/// state reached (empty on ranks other than 0). The process should exit non-zero.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted(const std::string& what, int signal, std::string checkpoint)
+      : std::runtime_error(what), signal_(signal), checkpoint_(std::move(checkpoint)) {}
+  int signal() const { return signal_; }
+  const std::string& checkpoint() const { return checkpoint_; }
+  /// The conventional exit status: 128 + signal, or 1 for a request from code.
+  int exit_code() const { return signal_ > 0 ? 128 + signal_ : 1; }
+
+ private:
+  int signal_;
+  std::string checkpoint_;
+};
+
+}  // namespace mgd::training
