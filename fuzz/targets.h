@@ -1,0 +1,154 @@
+// The fuzz targets' bodies, shared by the libFuzzer entry points (fuzz/fuzz_<target>.cpp,
+// built and run by scripts/fuzz) and by the regression test that replays every committed
+// input of fuzz/regressions/<target>/ and fuzz/seeds/ in the normal test suite
+// (tests/fuzz/regressions_test.cpp).
+//
+// Any input must be parsed or refused with a c10::Error: a crash, a sanitizer report, a hang,
+// another exception escaping or an allocation over the fuzzer's limits is a finding.
+#pragma once
+
+#include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
+#include <torch/torch.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "mgd/data/cifar.h"
+#include "mgd/data/idx.h"
+#include "mgd/data/image.h"
+#include "mgd/data/transforms.h"
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
+
+namespace mgd_fuzz {
+
+// c10::Error captures a backtrace when thrown; the targets throw on almost every input.
+inline void init_once() {
+  static const bool done = [] {
+    c10::SetStackTraceFetcher([] { return std::string(); });
+    torch::set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
+/// JPEG and PNG decoding (full, region, DCT-scaled) and the resampler.
+inline int image(const uint8_t* data, size_t size) {
+  using namespace mgd::data;
+
+  // A pixel cap keeps one input's allocation small; the decoders must refuse larger ones
+  // before allocating.
+  const DecodeOptions options = DecodeOptions().max_pixels(1 << 22);
+  try {
+    const ImageInfo info = read_image_info(data, size, "fuzz");
+    (void)info;
+  } catch (const c10::Error&) {
+  }
+  Image image;
+  try {
+    image = decode_image(data, size, options, "fuzz");
+  } catch (const c10::Error&) {
+    return 0;
+  }
+  // Decoded: the derived paths must agree on sizes and not crash.
+  const uint64_t h = static_cast<uint64_t>(size) * 2654435761u;
+  try {
+    if (image.height > 1 && image.width > 1) {
+      Region r;
+      r.top = static_cast<int64_t>(h % static_cast<uint64_t>(image.height));
+      r.left = static_cast<int64_t>((h >> 16) % static_cast<uint64_t>(image.width));
+      r.height = image.height - r.top;
+      r.width = image.width - r.left;
+      const Image part = decode_image(data, size, DecodeOptions(options).region(r), "fuzz");
+      if (part.height != r.height || part.width != r.width) __builtin_trap();
+    }
+    if (detect_image_format(data, size) == ImageFormat::kJpeg) {
+      decode_jpeg(data, size, DecodeOptions(options).scale_eighths(1 + static_cast<int64_t>(h % 8)),
+                  "fuzz");
+    }
+    Rng rng(h);
+    RandomResizedCrop(RandomResizedCropOptions(17, 23)).apply(image, rng);
+    if (image.height != 17 || image.width != 23) __builtin_trap();
+  } catch (const c10::Error&) {
+  }
+  return 0;
+}
+
+/// IDX parsing, raw and gzip.
+inline int idx(const uint8_t* data, size_t size) {
+  try {
+    mgd::data::parse_idx(data, size, "fuzz");
+  } catch (const c10::Error&) {
+  }
+  try {
+    // A small output cap: a bomb must be refused, not expanded.
+    mgd::data::gunzip(data, size, "fuzz", size_t{64} << 20);
+  } catch (const c10::Error&) {
+  }
+  return 0;
+}
+
+/// CIFAR-10 and CIFAR-100 record parsing.
+inline int cifar(const uint8_t* data, size_t size) {
+  for (int64_t classes : {10, 100}) {
+    try {
+      mgd::data::parse_cifar(data, size, classes, "fuzz");
+    } catch (const c10::Error&) {
+    }
+  }
+  return 0;
+}
+
+namespace detail {
+namespace ser = mgd::serialize;
+inline void touch(const ser::Value& v) {
+  if (v.is_tensor()) {
+    // Reads every element the view reaches. Zero strides can make a view of a small storage
+    // huge (as torch.save keeps expanded tensors); those are not worth materializing.
+    if (v.to_tensor().numel() <= (int64_t{1} << 22)) (void)v.to_tensor().contiguous().sum();
+  } else if (v.is_list() || v.is_tuple()) {
+    for (const auto& item : v.items()) touch(item);
+  } else if (v.is_dict()) {
+    for (const auto& item : v.to_dict()) touch(item.second);
+    for (const auto& a : v.to_dict().attributes()) touch(a.second);
+  }
+}
+}  // namespace detail
+
+/// The checkpoint reader: whatever loads is read through, converted to a state_dict, and
+/// must survive a save / load round trip.
+inline int checkpoint(const uint8_t* data, size_t size) {
+  namespace ser = mgd::serialize;
+  using detail::touch;
+
+  ser::Value value;
+  try {
+    value = ser::load_bytes(data, size, "fuzz.pt");
+  } catch (const c10::Error&) {
+    return 0;
+  }
+  touch(value);
+  try {
+    (void)ser::to_state_dict(value);
+  } catch (const c10::Error&) {
+  }
+  std::string saved;
+  try {
+    saved = ser::save_bytes(value);
+  } catch (const c10::Error&) {
+    return 0;  // loadable but not savable (e.g. a str that is not UTF-8)
+  }
+  try {
+    touch(ser::load_bytes(saved.data(), saved.size(), "resaved.pt"));
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "round trip failed: %s\n", e.what_without_backtrace());
+    std::abort();
+  }
+  return 0;
+}
+
+}  // namespace mgd_fuzz
