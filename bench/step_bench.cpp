@@ -18,7 +18,9 @@
 // same cases; every repetition times each C++ case and its Python twin one after the other
 // (the order flips every repetition), after `warmup` untimed rounds. The tables show medians.
 // The matching update is one tracking pass over `tracking-images` images (batch of the
-// pair) plus the solve (AMP: tiled), in images/s, timed the same way.
+// pair) plus the solve (AMP: tiled), in images/s, timed the same way after one warm-up pass.
+// Defaults: 5 repetitions after 2 warm-up rounds, 320 tracking images, 3 matching
+// repetitions, 2 threads; --quick: 3 after 1, 64 images, 2 (explicit flags override both).
 //
 // --profile DIR: after the timing, one more C++ step of each case under LibTorch's profiler,
 // written as a Chrome trace (chrome://tracing, Perfetto) to DIR/PAIR_KIND.trace.json.
