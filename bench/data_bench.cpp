@@ -2,12 +2,19 @@
 // against torchvision + PIL (bench/data_bench.py) on the same folder in the same run.
 //
 //   data_bench [--root DIR] [--images 500] [--workers 2] [--batch 32] [--epochs 3]
-//              [--no-python]
+//              [--rounds 1] [--quick] [--json PATH] [--no-python]
 //
 // Without --root (or when DIR/train is missing) it writes DIR (default: a temp directory)
 // with `images` JPEGs of 500 x 375 in two classes, quality 90, textured like photographs
 // (about 100 KB each, ImageNet's typical size). Every timing is the best of `epochs` passes
 // after a warm-up pass; the batches are checked (shape, finite values) while timed.
+// The headline comparisons (the training pipeline with `workers` workers and in the calling
+// thread, the eval pipeline) run `rounds` times, mgd and torchvision alternately; the median
+// of the rounds is reported. --quick skips the decoder and large-JPEG studies. --json writes
+// {"name", "mgd", "baseline", "unit": "images/s per thread", "advantage": mgd / torchvision,
+// "target"} for data_train_1thread and data_train_<W>workers (target 2) and
+// data_eval_<W>workers (no target); per thread = images/s divided by the workers (1 for the
+// calling thread).
 #include <mgd/data/dataset.h>
 #include <mgd/data/image_folder.h>
 #include <mgd/data/loader.h>
@@ -18,9 +25,11 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <algorithm>
 #include <iostream>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace mgd::data;
@@ -215,12 +224,83 @@ double python_baseline(const std::string& root, int64_t workers, int64_t batch, 
   return rate;
 }
 
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n == 0 ? 0.0 : n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+struct Comparison {
+  std::string name;
+  double mgd, torchvision;  // images/s per thread (medians of the rounds)
+  double target;            // <= 0: none
+};
+
+// `rounds` alternating runs of an mgd loader and torchvision on the same folder; medians.
+Comparison compare(const std::string& name, std::shared_ptr<const Dataset> ds,
+                   const std::string& root, int64_t workers, int64_t batch, int64_t epochs,
+                   int64_t rounds, bool eval, bool python, double target) {
+  std::vector<double> m, t;
+  for (int64_t r = 0; r < rounds; ++r) {
+    const std::string label = "mgd" + std::string(workers == 0 ? ", calling thread" : "") +
+                              " (round " + std::to_string(r + 1) + ")";
+    auto run_mgd = [&] { m.push_back(loader_bench(ds, workers, batch, epochs, label)); };
+    auto run_tv = [&] {
+      const double rate = python_baseline(root, workers, batch, epochs, eval);
+      std::printf("  %-58s %7.1f images/s\n",
+                  ("torchvision + PIL" + std::string(workers == 0 ? ", calling process" : "") +
+                   " (round " + std::to_string(r + 1) + ")")
+                      .c_str(),
+                  rate);
+      t.push_back(rate);
+    };
+    if (!python) {
+      run_mgd();
+    } else if (r % 2 == 0) {
+      run_mgd();
+      run_tv();
+    } else {
+      run_tv();
+      run_mgd();
+    }
+  }
+  const double per = static_cast<double>(std::max<int64_t>(1, workers));
+  Comparison c{name, median(m) / per, python ? median(t) / per : 0.0, target};
+  if (python && c.torchvision > 0) {
+    std::printf("  %s: mgd %.1f, torchvision %.1f images/s per thread: %.2fx\n", name.c_str(),
+                c.mgd, c.torchvision, c.mgd / c.torchvision);
+  }
+  return c;
+}
+
+bool write_json(const std::string& path, const std::vector<Comparison>& cs) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  std::fprintf(f, "[\n");
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const Comparison& c = cs[i];
+    std::fprintf(f,
+                 "  {\"name\": \"%s\", \"mgd\": %.6g, \"baseline\": %.6g, \"unit\": \"images/s "
+                 "per thread\", \"advantage\": %.6g, \"target\": ",
+                 c.name.c_str(), c.mgd, c.torchvision,
+                 c.torchvision > 0 ? c.mgd / c.torchvision : 0.0);
+    if (c.target > 0) {
+      std::fprintf(f, "%g}", c.target);
+    } else {
+      std::fprintf(f, "null}");
+    }
+    std::fprintf(f, i + 1 < cs.size() ? ",\n" : "\n");
+  }
+  std::fprintf(f, "]\n");
+  return std::fclose(f) == 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string root;
-  int64_t images = 500, workers = 2, batch = 32, epochs = 3;
-  bool python = true;
+  std::string root, json;
+  int64_t images = 500, workers = 2, batch = 32, epochs = 3, rounds = 1;
+  bool python = true, quick = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -234,12 +314,18 @@ int main(int argc, char** argv) {
       batch = std::stoll(value());
     else if (a == "--epochs")
       epochs = std::stoll(value());
+    else if (a == "--rounds")
+      rounds = std::max<int64_t>(1, std::stoll(value()));
+    else if (a == "--json")
+      json = value();
+    else if (a == "--quick")
+      quick = true;
     else if (a == "--no-python")
       python = false;
     else {
       std::fprintf(stderr,
                    "usage: data_bench [--root DIR] [--images N] [--workers W] [--batch B] "
-                   "[--epochs E] [--no-python]\n");
+                   "[--epochs E] [--rounds R] [--quick] [--json PATH] [--no-python]\n");
       return 2;
     }
   }
@@ -254,48 +340,56 @@ int main(int argc, char** argv) {
   const Compose train = imagenet_train_transform(224);
   const Compose eval = imagenet_eval_transform(256, 224);
   auto exact = std::make_shared<ImageFolderDataset>(ImageFolderOptions(root), train);
-  decode_bench(*exact);
-  large_jpeg_bench(14.0);  // as dense as the 500 x 375 set (~0.45 bytes/pixel)
-  large_jpeg_bench(3.0);   // closer to a camera photograph (~0.15 bytes/pixel)
+  if (!quick) {
+    decode_bench(*exact);
+    large_jpeg_bench(14.0);  // as dense as the 500 x 375 set (~0.45 bytes/pixel)
+    large_jpeg_bench(3.0);   // closer to a camera photograph (~0.15 bytes/pixel)
+  }
 
   // Results checked: the decoding shortcut gives the plain path's tensors.
   auto plain =
       std::make_shared<ImageFolderDataset>(ImageFolderOptions(root).decode_region(false), train);
-  for (int64_t i = 0; i < 10; ++i) {
+  for (int64_t i = 0; i < std::min<int64_t>(10, exact->size()); ++i) {
     Rng a = Rng::for_sample(0, 0, i), b = a;
     TORCH_CHECK(torch::equal(exact->get(i, a).image, plain->get(i, b).image),
                 "decode_region changed sample ", i);
   }
-  auto gap =
-      std::make_shared<ImageFolderDataset>(ImageFolderOptions(root).reducing_gap(2.0), train);
 
   std::printf("\nLoader, batch %lld, %lld workers, RandomResizedCrop 224 + flip + normalize:\n",
               static_cast<long long>(batch), static_cast<long long>(workers));
-  const double mgd_train =
-      loader_bench(exact, workers, batch, epochs, "mgd (region decode, exact)");
-  loader_bench(plain, workers, batch, epochs, "mgd (full decode)");
-  loader_bench(gap, workers, batch, epochs, "mgd (region + DCT scaling, reducing_gap 2)");
-  const double mgd_one = loader_bench(exact, 0, batch, epochs, "mgd, 0 workers (calling thread)");
-  double tv_train = 0, tv_one = 0, tv_eval = 0;
-  if (python) {
-    tv_train = python_baseline(root, workers, batch, epochs, false);
-    tv_one = python_baseline(root, 0, batch, epochs, false);
+  if (!quick) {
+    auto gap =
+        std::make_shared<ImageFolderDataset>(ImageFolderOptions(root).reducing_gap(2.0), train);
+    loader_bench(plain, workers, batch, epochs, "mgd (full decode)");
+    loader_bench(gap, workers, batch, epochs, "mgd (region + DCT scaling, reducing_gap 2)");
   }
-  if (tv_train > 0 && tv_one > 0) {
-    std::printf("  %-58s %7.1f images/s\n", "torchvision ImageFolder + DataLoader (PIL)", tv_train);
-    std::printf("  %-58s %7.1f images/s\n", "torchvision, 0 workers (calling process)", tv_one);
-    std::printf("  mgd / torchvision: %.2fx with %lld workers, %.2fx in one thread\n",
-                mgd_train / tv_train, static_cast<long long>(workers), mgd_one / tv_one);
-  }
+  std::vector<Comparison> results;
+  const std::string w = std::to_string(workers) + "workers";
+  results.push_back(compare("data_train_" + w, exact, root, workers, batch, epochs, rounds,
+                            false, python, 2.0));
+  results.push_back(
+      compare("data_train_1thread", exact, root, 0, batch, epochs, rounds, false, python, 2.0));
 
   std::printf("\nLoader, eval transform (Resize 256 + CenterCrop 224 + normalize):\n");
   auto exact_eval = std::make_shared<ImageFolderDataset>(ImageFolderOptions(root), eval);
-  const double mgd_eval = loader_bench(exact_eval, workers, batch, epochs, "mgd");
-  if (python) tv_eval = python_baseline(root, workers, batch, epochs, true);
-  if (tv_eval > 0) {
-    std::printf("  %-58s %7.1f images/s\n", "torchvision ImageFolder + DataLoader (PIL)", tv_eval);
-    std::printf("  mgd / torchvision: %.2fx\n", mgd_eval / tv_eval);
-  }
+  results.push_back(compare("data_eval_" + w, exact_eval, root, workers, batch, epochs, rounds,
+                            true, python, 0.0));
   if (temporary) std::printf("\n(folder kept at %s for reruns)\n", root.c_str());
+  if (!json.empty()) {
+    if (!python) {
+      std::fprintf(stderr, "data_bench: --json needs the torchvision baseline (no --no-python)\n");
+      return 2;
+    }
+    for (const auto& c : results) {
+      if (c.torchvision <= 0) {
+        std::fprintf(stderr, "data_bench: the torchvision baseline failed\n");
+        return 1;
+      }
+    }
+    if (!write_json(json, results)) {
+      std::fprintf(stderr, "data_bench: cannot write %s\n", json.c_str());
+      return 1;
+    }
+  }
   return 0;
 }

@@ -70,10 +70,11 @@ std::vector<Case> all_cases(bool quick) {
     add(1024, 2048, 2, Costs::kFeatures);
     add(512, 512, 1, Costs::kUniform);
     add(512, 2048, 1, Costs::kFeatures);
+    add(1024, 4096, 4, Costs::kFeatures);
     return cases;
   }
   for (Costs costs : {Costs::kUniform, Costs::kFeatures}) {
-    for (int64_t t : {256, 512, 1024, 2048}) {
+    for (int64_t t : {256, 512, 1024, 2048, 4096}) {
       for (int64_t k : {1, 2, 4}) add(t / k, t, k, costs);
       add(t / 4, t, 1, costs);
     }

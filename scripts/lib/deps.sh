@@ -25,7 +25,8 @@ mgd_install_deps() {
     "${missing[@]}" >/dev/null
 }
 
-mgd_jobs() { nproc 2>/dev/null || echo 2; }
+# Parallel build jobs: MGD_JOBS, else every core.
+mgd_jobs() { echo "${MGD_JOBS:-$(nproc 2>/dev/null || echo 2)}"; }
 
 # Configure (once) and build the given targets (all when none) in build directory $1.
 mgd_build() {

@@ -1,0 +1,586 @@
+// The MGD training step and the matching update, against the plain step in the same process
+// and against the same steps in PyTorch (bench/python/mgd_step.py), side by side in one run.
+//
+//   step_bench [--quick] [--reps N] [--warmup N] [--threads N] [--pairs r50_r18,fmnist]
+//              [--tracking-images N] [--matching-reps N] [--no-matching] [--teacher-graph]
+//              [--case PAIR:KIND] [--profile DIR] [--json PATH]
+//
+// Pairs (random inputs, random weights): r50_r18 = ResNet-50 -> ResNet-18, 3 x 112 x 112,
+// batch 16, 1000 classes; fmnist = WRN-16-2 -> ResNet-20, 1 x 28 x 28, batch 64, 10 classes.
+// Kinds of step, each timed from the batch to the updated weights:
+//   plain  the teacher's forward (no autograd graph) + the student's training step
+//          (forward, cross-entropy, backward, SGD step);
+//   amp    the full MGD step with the AMP reducer: Distiller::forward (teacher included),
+//   sm     margin loss + cross-entropy (d_loss / batch / 1e4, as the engine), backward, SGD
+//          step; and the same with the SM reducer. The matching is set beforehand (two
+//          tracked batches and update_matching, not timed).
+// The Python server (one persistent /usr/bin/python3 process, same thread count) runs the
+// same cases; every repetition times each C++ case and its Python twin one after the other
+// (the order flips every repetition), after `warmup` untimed rounds. The tables show medians.
+// The matching update is one tracking pass over `tracking-images` images (batch of the
+// pair) plus the solve (AMP: tiled), in images/s, timed the same way after one warm-up pass.
+// Defaults: 5 repetitions after 2 warm-up rounds, 320 tracking images, 3 matching
+// repetitions, 2 threads; --quick: 3 after 1, 64 images, 2 (explicit flags override both).
+//
+// --profile DIR: after the timing, one more C++ step of each case under LibTorch's profiler,
+// written as a Chrome trace (chrome://tracing, Perfetto) to DIR/PAIR_KIND.trace.json.
+//
+// --case PAIR:KIND runs that one case alone in this process (and alone in the Python
+// process) and reports the peak resident memory (getrusage ru_maxrss) of both processes.
+//
+// JSON (--json): a list of {"name", "mgd", "baseline", "unit", "advantage", "target"}:
+//   step_overhead_{amp,sm}_PAIR  mgd: MGD step, baseline: plain step (both C++), ms;
+//                                advantage plain/mgd, target 1/1.05 (overhead <= 5%)
+//   step_{plain,amp,sm}_PAIR     mgd: C++ step, baseline: Python step, ms; advantage
+//                                python/mgd, target 1/0.9 (amp, sm) or null (plain)
+//   matching_PAIR                images/s, advantage mgd/python, target 2
+//   memory_KIND_PAIR (--case)    peak RSS MiB, advantage python/mgd, target 1
+// Exit status 1 if a step fails or the Python side cannot run.
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mgd/distiller/distiller.h"
+#include "mgd/models/registry.h"
+#include "mgd/training/sgd.h"
+#include "mgd/util/threads.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kLossFactor = 1e4;  // the engine's default (spec 6)
+// Small: random networks give large losses; the cost of a step does not depend on it.
+constexpr double kLearningRate = 1e-4;
+constexpr int kSetupTrackBatches = 2;
+
+struct Pair {
+  std::string name, teacher, student;
+  int64_t channels, size, batch, classes;
+};
+
+const std::vector<Pair>& all_pairs() {
+  static const std::vector<Pair> pairs = {
+      {"r50_r18", "resnet50", "resnet18", 3, 112, 16, 1000},
+      {"fmnist", "wrn_16_2", "resnet20", 1, 28, 64, 10},
+  };
+  return pairs;
+}
+
+const Pair* find_pair(const std::string& name) {
+  for (const Pair& p : all_pairs()) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double peak_rss_mib() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
+}
+
+int64_t parameter_count(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+// bench/python/mgd_step.py --serve, fed one command per line over a pipe.
+class PythonServer {
+ public:
+  PythonServer(const std::string& python, const std::string& script, int threads,
+               bool teacher_graph) {
+    if (access(python.c_str(), X_OK) != 0) {
+      error_ = python + " not found (the baseline needs it, with torch, torchvision, scipy)";
+      return;
+    }
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
+      error_ = "pipe() failed";
+      return;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    const std::string threads_arg = std::to_string(threads);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(to_child[0], 0);
+      dup2(from_child[1], 1);
+      for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
+      if (teacher_graph) {
+        execl(python.c_str(), python.c_str(), script.c_str(), "--serve", "--threads",
+              threads_arg.c_str(), "--teacher-graph", static_cast<char*>(nullptr));
+      } else {
+        execl(python.c_str(), python.c_str(), script.c_str(), "--serve", "--threads",
+              threads_arg.c_str(), static_cast<char*>(nullptr));
+      }
+      _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    if (pid_ < 0) {
+      close(to_child[1]);
+      close(from_child[0]);
+      error_ = "fork() failed";
+      return;
+    }
+    in_ = fdopen(to_child[1], "w");
+    out_ = fdopen(from_child[0], "r");
+    const std::string hello = read_line();
+    if (hello.rfind("ready ", 0) != 0) {
+      error_ = script + " did not start: " + (hello.empty() ? std::string("no answer") : hello);
+      return;
+    }
+    version_ = hello.substr(6);
+    ok_ = true;
+  }
+  ~PythonServer() {
+    if (in_ != nullptr) {
+      std::fputs("quit\n", in_);
+      std::fclose(in_);
+    }
+    if (out_ != nullptr) std::fclose(out_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+  }
+  PythonServer(const PythonServer&) = delete;
+  PythonServer& operator=(const PythonServer&) = delete;
+
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  const std::string& version() const { return version_; }
+
+  /// Sends one command; returns its answer's numbers, or throws with the answer.
+  std::vector<double> ask(const std::string& command) {
+    TORCH_CHECK(ok_, "the Python server is not running: ", error_);
+    std::fputs((command + "\n").c_str(), in_);
+    std::fflush(in_);
+    const std::string answer = read_line();
+    std::istringstream in(answer.rfind("ok", 0) == 0 ? answer.substr(2) : answer);
+    std::vector<double> numbers;
+    double v;
+    while (in >> v) numbers.push_back(v);
+    TORCH_CHECK(!answer.empty() && answer.rfind("error", 0) != 0 && (in.eof()),
+                "Python server, '", command, "': ", answer.empty() ? "no answer" : answer);
+    return numbers;
+  }
+
+ private:
+  std::string read_line() {
+    std::string line;
+    int ch;
+    while ((ch = std::fgetc(out_)) != EOF && ch != '\n') line.push_back(static_cast<char>(ch));
+    return line;
+  }
+
+  pid_t pid_ = -1;
+  FILE* in_ = nullptr;
+  FILE* out_ = nullptr;
+  bool ok_ = false;
+  std::string error_, version_;
+};
+
+mgd::FeatureNet make_net(const std::string& arch, const Pair& p) {
+  return mgd::models::make_model(
+      arch, mgd::models::ModelOptions().classes(p.classes).in_channels(p.channels));
+}
+
+torch::Tensor random_images(const Pair& p, int64_t batch) {
+  return torch::randn({batch, p.channels, p.size, p.size});
+}
+
+// One pair and kind on the C++ side: networks, optimizer, a fixed batch.
+class Case {
+ public:
+  Case(const Pair& pair, const std::string& kind, mgd::FeatureNet teacher)
+      : kind_(kind), teacher_(std::move(teacher)) {
+    torch::manual_seed(1);
+    student_ = make_net(pair.student, pair);
+    x_ = random_images(pair, pair.batch);
+    y_ = torch::randint(0, pair.classes, {pair.batch}, torch::kLong);
+    const mgd::training::SGDOptions sgd = mgd::training::SGDOptions(kLearningRate);
+    if (kind == "plain") {
+      student_->train();
+      sgd_ = std::make_unique<mgd::training::SGD>(student_->parameters(), sgd);
+      return;
+    }
+    distiller_ = mgd::Distiller(teacher_, student_, mgd::DistillerOptions().reducer(kind));
+    distiller_->reset_tracking();
+    for (int b = 0; b < kSetupTrackBatches; ++b) distiller_->track(torch::randn_like(x_));
+    distiller_->update_matching();
+    distiller_->train();
+    sgd_ = std::make_unique<mgd::training::SGD>(distiller_->trainable_parameters(), sgd);
+  }
+
+  /// One training step; returns its loss.
+  double step() {
+    torch::Tensor loss;
+    if (!distiller_) {
+      {
+        torch::NoGradGuard no_grad;
+        teacher_->forward(x_);
+      }
+      loss = torch::nn::functional::cross_entropy(student_->forward(x_), y_);
+    } else {
+      auto out = distiller_->forward(x_);
+      loss = torch::nn::functional::cross_entropy(out.logits, y_) +
+             out.loss / static_cast<double>(x_.size(0)) / kLossFactor;
+    }
+    sgd_->zero_grad();
+    loss.backward();
+    sgd_->step();
+    return loss.item<double>();
+  }
+
+  mgd::FeatureNet teacher() const { return teacher_; }
+  mgd::FeatureNet student() const { return student_; }
+
+ private:
+  std::string kind_;
+  mgd::FeatureNet teacher_, student_;
+  mgd::Distiller distiller_{nullptr};
+  std::unique_ptr<mgd::training::SGD> sgd_;
+  torch::Tensor x_, y_;
+};
+
+struct Entry {
+  std::string name;
+  double mgd, baseline;
+  std::string unit;
+  double advantage, target;  // target NaN: none
+};
+
+struct Settings {
+  int reps = 5, warmup = 2, threads = 2, matching_reps = 3;
+  int64_t tracking_images = 320;
+  bool matching = true, teacher_graph = false;
+  std::vector<std::string> pairs = {"r50_r18", "fmnist"};
+  std::string only_case, json, profile;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::string part;
+  std::istringstream in(s);
+  while (std::getline(in, part, sep)) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+const double kNoTarget = std::numeric_limits<double>::quiet_NaN();
+
+// Steps of `kinds` for one pair, C++ and Python alternating. Returns medians in seconds.
+void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const Settings& s,
+                 PythonServer& py, std::map<std::string, double>* cpp_med,
+                 std::map<std::string, double>* py_med) {
+  torch::manual_seed(0);
+  mgd::FeatureNet teacher = make_net(pair.teacher, pair);
+  teacher->eval();
+  std::map<std::string, std::unique_ptr<Case>> cases;
+  for (const auto& kind : kinds) {
+    cases[kind] = std::make_unique<Case>(pair, kind, teacher);
+    const auto counts = py.ask("setup " + pair.name + " " + kind);
+    const int64_t tc = parameter_count(*teacher), sc = parameter_count(*cases[kind]->student());
+    TORCH_CHECK(counts.size() == 2 && counts[0] == tc && counts[1] == sc, pair.name,
+                ": the Python networks differ from mgd's (parameters: teacher ", tc, " vs ",
+                counts.size() == 2 ? counts[0] : -1, ", student ", sc, " vs ",
+                counts.size() == 2 ? counts[1] : -1, ")");
+  }
+  std::map<std::string, std::vector<double>> cpp_t, py_t;
+  for (int rep = -s.warmup; rep < s.reps; ++rep) {
+    for (const auto& kind : kinds) {
+      double cpp_s = 0.0, py_s = 0.0;
+      auto run_cpp = [&] {
+        const auto t0 = Clock::now();
+        const double loss = cases[kind]->step();
+        cpp_s = seconds_since(t0);
+        TORCH_CHECK(std::isfinite(loss), pair.name, ":", kind, ": non-finite loss");
+      };
+      auto run_py = [&] {
+        const auto answer = py.ask("step " + pair.name + " " + kind);
+        TORCH_CHECK(answer.size() == 2 && std::isfinite(answer[1]), pair.name, ":", kind,
+                    ": bad Python answer");
+        py_s = answer[0];
+      };
+      if (((rep % 2) + 2) % 2 == 0) {
+        run_cpp();
+        run_py();
+      } else {
+        run_py();
+        run_cpp();
+      }
+      if (rep >= 0) {
+        cpp_t[kind].push_back(cpp_s);
+        py_t[kind].push_back(py_s);
+      }
+    }
+  }
+  for (const auto& kind : kinds) {
+    (*cpp_med)[kind] = median(cpp_t[kind]);
+    (*py_med)[kind] = median(py_t[kind]);
+  }
+  if (!s.profile.empty()) {
+    for (const auto& kind : kinds) {
+      const std::string path = s.profile + "/" + pair.name + "_" + kind + ".trace.json";
+      {
+        torch::autograd::profiler::RecordProfile guard(path);
+        cases[kind]->step();
+      }
+      std::printf("  (profile of one %s:%s step: %s)\n", pair.name.c_str(), kind.c_str(),
+                  path.c_str());
+    }
+  }
+}
+
+// One tracking pass over `images` images + the AMP solve; medians of images/s.
+void bench_matching(const Pair& pair, const Settings& s, PythonServer& py, double* cpp_rate,
+                    double* py_rate, double* cpp_solve_ms) {
+  torch::manual_seed(0);
+  mgd::FeatureNet teacher = make_net(pair.teacher, pair);
+  torch::manual_seed(2);
+  mgd::FeatureNet student = make_net(pair.student, pair);
+  mgd::Distiller distiller(teacher, student, mgd::DistillerOptions().reducer("amp"));
+  std::vector<torch::Tensor> batches;
+  for (int64_t i = 0; i < s.tracking_images; i += pair.batch)
+    batches.push_back(random_images(pair, std::min(pair.batch, s.tracking_images - i)));
+  const std::string command = "matching " + pair.name + " " + std::to_string(s.tracking_images);
+  std::vector<double> cpp_t, py_t, solve_t;
+  for (int rep = -1; rep < s.matching_reps; ++rep) {  // one warm-up pass each
+    double cpp_s = 0.0, py_s = 0.0, solve_s = 0.0;
+    auto run_cpp = [&] {
+      const auto t0 = Clock::now();
+      distiller->reset_tracking();
+      for (const auto& b : batches) distiller->track(b);
+      const auto t1 = Clock::now();
+      distiller->update_matching();
+      cpp_s = seconds_since(t0);
+      solve_s = seconds_since(t1);
+    };
+    auto run_py = [&] { py_s = py.ask(command).at(0); };
+    if (((rep % 2) + 2) % 2 == 0) {
+      run_cpp();
+      run_py();
+    } else {
+      run_py();
+      run_cpp();
+    }
+    if (rep >= 0) {
+      cpp_t.push_back(cpp_s);
+      py_t.push_back(py_s);
+      solve_t.push_back(solve_s);
+    }
+  }
+  *cpp_rate = static_cast<double>(s.tracking_images) / median(cpp_t);
+  *py_rate = static_cast<double>(s.tracking_images) / median(py_t);
+  *cpp_solve_ms = 1e3 * median(solve_t);
+}
+
+bool write_json(const std::string& path, const std::vector<Entry>& entries) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  std::fprintf(f, "[\n");
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    std::fprintf(f,
+                 "  {\"name\": \"%s\", \"mgd\": %.6g, \"baseline\": %.6g, \"unit\": \"%s\", "
+                 "\"advantage\": %.6g, \"target\": ",
+                 e.name.c_str(), e.mgd, e.baseline, e.unit.c_str(), e.advantage);
+    if (std::isnan(e.target)) {
+      std::fprintf(f, "null}");
+    } else {
+      std::fprintf(f, "%.6g}", e.target);
+    }
+    std::fprintf(f, i + 1 < entries.size() ? ",\n" : "\n");
+  }
+  std::fprintf(f, "]\n");
+  return std::fclose(f) == 0;
+}
+
+int usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--quick] [--reps N] [--warmup N] [--threads N] [--pairs A,B] "
+               "[--tracking-images N] [--matching-reps N] [--no-matching] [--teacher-graph] "
+               "[--case PAIR:KIND] [--profile DIR] [--json PATH]\n",
+               argv0);
+  return 2;
+}
+
+void print_line(const Entry& e) {
+  const bool met = std::isnan(e.target) || e.advantage >= e.target;
+  char target[32] = "-";
+  if (!std::isnan(e.target)) std::snprintf(target, sizeof(target), "%.3gx", e.target);
+  std::printf("%-28s %10.2f %10.2f %-9s %8.3fx %8s%s\n", e.name.c_str(), e.mgd, e.baseline,
+              e.unit.c_str(), e.advantage, target, met ? "" : "  below target");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  bool quick = false;
+  int reps = -1, warmup = -1, matching_reps = -1;
+  int64_t tracking = -1;
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    auto value = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--reps") {
+      reps = std::atoi(value().c_str());
+      if (reps < 1) return usage(argv[0]);
+    } else if (arg == "--warmup") {
+      warmup = std::atoi(value().c_str());
+      if (warmup < 0) return usage(argv[0]);
+    } else if (arg == "--threads") {
+      s.threads = std::atoi(value().c_str());
+      if (s.threads < 1) return usage(argv[0]);
+    } else if (arg == "--pairs") {
+      s.pairs = split(value(), ',');
+    } else if (arg == "--tracking-images") {
+      tracking = std::atoll(value().c_str());
+      if (tracking < 1) return usage(argv[0]);
+    } else if (arg == "--matching-reps") {
+      matching_reps = std::atoi(value().c_str());
+      if (matching_reps < 1) return usage(argv[0]);
+    } else if (arg == "--no-matching") {
+      s.matching = false;
+    } else if (arg == "--teacher-graph") {
+      s.teacher_graph = true;
+    } else if (arg == "--profile") {
+      s.profile = value();
+    } else if (arg == "--case") {
+      s.only_case = value();
+    } else if (arg == "--json") {
+      s.json = value();
+    } else {
+      return usage(argv[0]);
+    }
+  }
+  if (quick) {
+    s.reps = 3;
+    s.warmup = 1;
+    s.matching_reps = 2;
+    s.tracking_images = 64;
+  }
+  if (reps > 0) s.reps = reps;
+  if (warmup >= 0) s.warmup = warmup;
+  if (matching_reps > 0) s.matching_reps = matching_reps;
+  if (tracking > 0) s.tracking_images = tracking;
+
+  std::string case_pair, case_kind;
+  if (!s.only_case.empty()) {
+    const auto colon = s.only_case.find(':');
+    if (colon == std::string::npos) return usage(argv[0]);
+    case_pair = s.only_case.substr(0, colon);
+    case_kind = s.only_case.substr(colon + 1);
+    if (find_pair(case_pair) == nullptr ||
+        (case_kind != "plain" && case_kind != "amp" && case_kind != "sm")) {
+      std::fprintf(stderr, "step_bench: unknown case '%s' (PAIR: r50_r18|fmnist, KIND: "
+                   "plain|amp|sm)\n", s.only_case.c_str());
+      return 2;
+    }
+    s.pairs = {case_pair};
+  }
+  for (const auto& name : s.pairs) {
+    if (find_pair(name) == nullptr) {
+      std::fprintf(stderr, "step_bench: unknown pair '%s' (r50_r18, fmnist)\n", name.c_str());
+      return 2;
+    }
+  }
+
+  // The Python process starts before any network exists here (fork copies nothing large).
+  PythonServer py(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/mgd_step.py",
+                  s.threads, s.teacher_graph);
+  if (!py.ok()) {
+    std::fprintf(stderr, "step_bench: %s\n", py.error().c_str());
+    return 1;
+  }
+  const int threads = mgd::set_num_threads(s.threads);
+  std::printf("mgd vs PyTorch (%s), %d threads, median of %d after %d warm-up round(s)%s\n",
+              py.version().c_str(), threads, s.reps, s.warmup,
+              s.teacher_graph ? ", Python teacher records its graph" : "");
+  std::printf("%-28s %10s %10s %-9s %9s %8s\n", "name", "mgd", "baseline", "unit", "advantage",
+              "target");
+
+  std::vector<Entry> entries;
+  try {
+    if (!s.only_case.empty()) {
+      const Pair& pair = *find_pair(case_pair);
+      std::map<std::string, double> cpp, pyt;
+      bench_steps(pair, {case_kind}, s, py, &cpp, &pyt);
+      const double py_mib = py.ask("rss").at(0) / 1024.0, cpp_mib = peak_rss_mib();
+      std::printf("(%s:%s step: mgd %.1f ms, Python %.1f ms)\n", pair.name.c_str(),
+                  case_kind.c_str(), 1e3 * cpp[case_kind], 1e3 * pyt[case_kind]);
+      entries.push_back({"memory_" + case_kind + "_" + pair.name, cpp_mib, py_mib, "MiB",
+                         py_mib / cpp_mib, 1.0});
+      print_line(entries.back());
+    } else {
+      const double overhead_target = 1.0 / 1.05, python_target = 1.0 / 0.9;
+      for (const auto& name : s.pairs) {
+        const Pair& pair = *find_pair(name);
+        std::map<std::string, double> cpp, pyt;
+        bench_steps(pair, {"plain", "amp", "sm"}, s, py, &cpp, &pyt);
+        for (const std::string kind : {"amp", "sm"}) {
+          entries.push_back({"step_overhead_" + kind + "_" + name, 1e3 * cpp[kind],
+                             1e3 * cpp["plain"], "ms", cpp["plain"] / cpp[kind],
+                             overhead_target});
+          print_line(entries.back());
+        }
+        for (const std::string kind : {"plain", "amp", "sm"}) {
+          entries.push_back({"step_" + kind + "_" + name, 1e3 * cpp[kind], 1e3 * pyt[kind], "ms",
+                             pyt[kind] / cpp[kind],
+                             kind == "plain" ? kNoTarget : python_target});
+          print_line(entries.back());
+        }
+        std::printf("  (Python's own MGD overhead: amp %+.1f%%, sm %+.1f%% over its plain step)\n",
+                    100.0 * (pyt["amp"] / pyt["plain"] - 1.0),
+                    100.0 * (pyt["sm"] / pyt["plain"] - 1.0));
+        if (s.matching) {
+          double cpp_rate = 0, py_rate = 0, solve_ms = 0;
+          bench_matching(pair, s, py, &cpp_rate, &py_rate, &solve_ms);
+          entries.push_back({"matching_" + name, cpp_rate, py_rate, "images/s",
+                             cpp_rate / py_rate, 2.0});
+          print_line(entries.back());
+          std::printf("  (%lld images, batch %lld; mgd's solve, all positions: %.1f ms)\n",
+                      static_cast<long long>(s.tracking_images),
+                      static_cast<long long>(pair.batch), solve_ms);
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "step_bench: %s\n", e.what());
+    return 1;
+  }
+  if (!s.json.empty() && !write_json(s.json, entries)) {
+    std::fprintf(stderr, "step_bench: cannot write %s\n", s.json.c_str());
+    return 1;
+  }
+  return 0;
+}
