@@ -7,6 +7,7 @@ MGD_DEPS=(
   libjpeg62-turbo-dev libpng-dev zlib1g-dev
   googletest libgtest-dev libcli11-dev libyaml-cpp-dev
   python3-numpy python3-scipy python3-torch python3-torchvision python3-pil
+  python3-matplotlib dataset-fashion-mnist  # scripts/study's report; its smoke test's data
 )
 
 mgd_install_deps() {
