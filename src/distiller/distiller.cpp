@@ -1,5 +1,7 @@
 #include "mgd/distiller/distiller.h"
 
+#include <ATen/Parallel.h>
+#include <immintrin.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -12,6 +14,95 @@
 
 namespace mgd {
 namespace {
+
+// --- The tracking pass's cross products (spec 3) ---------------------------------------------
+// dots[i][j] = sum_k S[i][k] * T[j][k] for S: s x n and T: s x n (float, contiguous), the
+// student and teacher maps of a batch with the images side by side along k. A GEMM with a very
+// long inner dimension and tiny outer ones: LibTorch hands it to the system BLAS, on Debian
+// the reference one, which takes as long as a teacher's forward pass per batch. This kernel
+// computes exactly what that sgemm computes -- each dot accumulated in float in the order
+// k = 0, 1, ..., a rounded product then a rounded sum (no FMA) -- so tracked costs, and the
+// matchings and runs that follow, do not change; it vectorizes over 8 teacher channels of the
+// transposed teacher map instead, for 4 x 16 outputs at a time.
+constexpr int64_t kRowBlock = 4, kColBlock = 16;
+
+void cross_dots_scalar(const float* S, const float* Tt, int64_t t, int64_t n, int64_t i, int64_t j,
+                       float* out) {
+  float acc = 0.f;
+  for (int64_t k = 0; k < n; ++k) {
+    const volatile float product = S[i * n + k] * Tt[k * t + j];  // no contraction into an FMA
+    acc = acc + product;
+  }
+  out[i * t + j] = acc;
+}
+
+// Rows [i0, i1) of out, all columns; Tt is T transposed (n x t).
+__attribute__((target("avx2"))) void cross_dots_avx2(const float* S, const float* Tt, int64_t s,
+                                                    int64_t t, int64_t n, int64_t i0, int64_t i1,
+                                                    float* out) {
+  (void)s;
+  int64_t i = i0;
+  for (; i + kRowBlock <= i1; i += kRowBlock) {
+    const float* s0 = S + i * n;
+    const float* s1 = s0 + n;
+    const float* s2 = s1 + n;
+    const float* s3 = s2 + n;
+    int64_t j = 0;
+    for (; j + kColBlock <= t; j += kColBlock) {
+      __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(),
+             a11 = _mm256_setzero_ps(), a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(),
+             a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+      const float* tk = Tt + j;
+      for (int64_t k = 0; k < n; ++k, tk += t) {
+        const __m256 t0 = _mm256_loadu_ps(tk), t1 = _mm256_loadu_ps(tk + 8);
+        __m256 x = _mm256_broadcast_ss(s0 + k);
+        a00 = _mm256_add_ps(a00, _mm256_mul_ps(x, t0));
+        a01 = _mm256_add_ps(a01, _mm256_mul_ps(x, t1));
+        x = _mm256_broadcast_ss(s1 + k);
+        a10 = _mm256_add_ps(a10, _mm256_mul_ps(x, t0));
+        a11 = _mm256_add_ps(a11, _mm256_mul_ps(x, t1));
+        x = _mm256_broadcast_ss(s2 + k);
+        a20 = _mm256_add_ps(a20, _mm256_mul_ps(x, t0));
+        a21 = _mm256_add_ps(a21, _mm256_mul_ps(x, t1));
+        x = _mm256_broadcast_ss(s3 + k);
+        a30 = _mm256_add_ps(a30, _mm256_mul_ps(x, t0));
+        a31 = _mm256_add_ps(a31, _mm256_mul_ps(x, t1));
+      }
+      float* o = out + i * t + j;
+      _mm256_storeu_ps(o, a00);
+      _mm256_storeu_ps(o + 8, a01);
+      _mm256_storeu_ps(o + t, a10);
+      _mm256_storeu_ps(o + t + 8, a11);
+      _mm256_storeu_ps(o + 2 * t, a20);
+      _mm256_storeu_ps(o + 2 * t + 8, a21);
+      _mm256_storeu_ps(o + 3 * t, a30);
+      _mm256_storeu_ps(o + 3 * t + 8, a31);
+    }
+    for (; j < t; ++j) {
+      for (int64_t r = 0; r < kRowBlock; ++r) cross_dots_scalar(S, Tt, t, n, i + r, j, out);
+    }
+  }
+  for (; i < i1; ++i) {
+    for (int64_t j = 0; j < t; ++j) cross_dots_scalar(S, Tt, t, n, i, j, out);
+  }
+}
+
+// S T^T for S: s x n, T: t x n (float, CPU), as a float s x t tensor equal bit for bit to
+// torch::matmul(S, T.t()) through a reference sgemm.
+torch::Tensor cross_dots(const torch::Tensor& S, const torch::Tensor& T) {
+  const int64_t s = S.size(0), t = T.size(0), n = S.size(1);
+  if (!__builtin_cpu_supports("avx2")) return torch::matmul(S, T.t());
+  auto sc = S.contiguous();
+  auto tt = T.t().contiguous();  // n x t: 8 teacher channels per load
+  auto out = torch::empty({s, t}, torch::kFloat);
+  const float* sp = sc.data_ptr<float>();
+  const float* tp = tt.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, (s + kRowBlock - 1) / kRowBlock, 1, [&](int64_t begin, int64_t end) {
+    cross_dots_avx2(sp, tp, s, t, n, begin * kRowBlock, std::min(end * kRowBlock, s), op);
+  });
+  return out;
+}
 
 // Each (image, channel) vector scaled to unit L2 norm, as F.normalize(x, p=2, dim=2).
 torch::Tensor unit_rows(const torch::Tensor& x) {
@@ -190,12 +281,14 @@ void DistillerImpl::track_features(const Features& teacher, const Features& stud
     const auto& sm = feature_at(student, i);
     const int64_t b = tm.size(0), hw = tm.size(2) * tm.size(3);
     // Unit vectors per (image, channel); sum_b (2 - 2 <s_bj, t_bc>) = 2B - 2 * S T^T with the
-    // images laid side by side along the inner dimension: one GEMM instead of B.
+    // images laid side by side along the inner dimension: one long product instead of B.
     auto tn = unit_rows(tm.reshape({b, tm.size(1), hw}));
     auto sn = unit_rows(sm.reshape({b, sm.size(1), hw}));
-    auto dots = torch::matmul(sn.permute({1, 0, 2}).reshape({sm.size(1), b * hw}),
-                              tn.permute({1, 0, 2}).reshape({tm.size(1), b * hw}).t());
-    auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots.to(torch::kDouble);
+    auto s_rows = sn.permute({1, 0, 2}).reshape({sm.size(1), b * hw});
+    auto t_rows = tn.permute({1, 0, 2}).reshape({tm.size(1), b * hw});
+    auto dots = (tn.is_cpu() ? cross_dots(s_rows, t_rows) : torch::matmul(s_rows, t_rows.t()))
+                    .to(torch::kDouble);
+    auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots;
     TORCH_CHECK(torch::isfinite(batch_cost).all().item<bool>(),
                 "Distiller: non-finite matching "
                 "cost at position ",

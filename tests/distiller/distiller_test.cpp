@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdio>
 #include <string>
 
@@ -120,6 +121,49 @@ TEST(Distiller, CostIsMeanOfTwoMinusTwoCosine) {
   d->reset_tracking();
   EXPECT_EQ(d->tracked_images(), 0);
   EXPECT_EQ(d->cost_sum(0).abs().sum().item<double>(), 0.0);
+}
+
+// The tracking pass's own kernel accumulates each dot product in float, in order, a rounded
+// product then a rounded sum -- what a reference sgemm does (Debian's LibTorch calls one), so
+// runs do not change with the kernel -- for shapes that exercise its 4 x 16 blocks and their
+// remainders, with the images side by side; and agrees with torch::matmul to float rounding.
+TEST(Distiller, TrackedCostsEqualTheGemmFormulation) {
+  for (auto [b, sc, tc, h, w] : std::vector<std::array<int64_t, 5>>{
+           {3, 16, 32, 7, 9}, {2, 5, 19, 4, 4}, {5, 21, 70, 3, 5}, {1, 4, 16, 1, 1}, {8, 64, 128, 7, 7}}) {
+    torch::manual_seed(sc * 131 + tc);
+    FixedFeatures teacher(std::vector<int64_t>{tc});
+    FixedFeatures student(std::vector<int64_t>{sc});
+    auto t = torch::randn({b, tc, h, w}), s = torch::randn({b, sc, h, w});
+    teacher->features = {{t}, {t}, torch::zeros({b, 2})};
+    student->features = {{s}, {s}, torch::zeros({b, 2})};
+    Distiller d(teacher, student);
+    d->reset_tracking();
+    d->track_features(teacher->features, student->features);
+    auto unit = [&](const torch::Tensor& x) {
+      auto f = x.reshape({b, x.size(1), h * w});
+      return f / f.norm(2, {2}, true).clamp_min(1e-12);
+    };
+    auto sr = unit(s).permute({1, 0, 2}).reshape({sc, b * h * w});
+    auto tr = unit(t).permute({1, 0, 2}).reshape({tc, b * h * w});
+    auto dots = torch::empty({sc, tc}, torch::kFloat);
+    auto sa = sr.contiguous(), ta = tr.contiguous();
+    const int64_t n = sa.size(1);
+    for (int64_t i = 0; i < sc; ++i) {
+      for (int64_t j = 0; j < tc; ++j) {
+        float acc = 0.f;
+        for (int64_t k = 0; k < n; ++k) {
+          const volatile float product = sa.data_ptr<float>()[i * n + k] * ta.data_ptr<float>()[j * n + k];
+          acc = acc + product;
+        }
+        dots[i][j] = acc;
+      }
+    }
+    auto expected = (2.0 * static_cast<double>(b)) - 2.0 * dots.to(torch::kDouble);
+    EXPECT_TRUE(torch::equal(d->cost_sum(0), expected)) << sc << " x " << tc << ": max difference "
+        << (d->cost_sum(0) - expected).abs().max().item<double>();
+    auto gemm = (2.0 * static_cast<double>(b)) - 2.0 * torch::matmul(sr, tr.t()).to(torch::kDouble);
+    EXPECT_TRUE(torch::allclose(d->cost_sum(0), gemm, 0, 1e-5 * static_cast<double>(b)));
+  }
 }
 
 TEST(Distiller, ShaveRules) {
