@@ -119,6 +119,7 @@ def main():
     import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    medians = []  # (epoch, median over seeds) of every method, for the zoom's range
     for r in rows:
         m = r["method"]
         epochs = sorted(set().union(*(runs[(m, s)]["epochs"].keys() for s in args.seeds)))
@@ -127,6 +128,7 @@ def main():
             vals = [runs[(m, s)]["epochs"][e] for s in args.seeds if e in runs[(m, s)]["epochs"]]
             xs.append(e)
             med.append(statistics.median(vals))
+            medians.append((e, med[-1]))
             lo.append(min(vals))
             hi.append(max(vals))
         for ax in axes:
@@ -141,10 +143,11 @@ def main():
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     last = max(max(runs[k]["epochs"].keys(), default=1) for k in runs)
     first_zoom = max(1, last // 2)
-    zoom_vals = [v for k in runs for e, v in runs[k]["epochs"].items() if e >= first_zoom]
+    # The zoom spans the medians (a seed's outlier may leave its band clipped).
+    zoom_vals = [v for e, v in medians if e >= first_zoom]
     if zoom_vals:
         axes[1].set_xlim(first_zoom - 0.2, last + 0.2)
-        axes[1].set_ylim(min(zoom_vals) - 0.3, max(zoom_vals) + 0.3)
+        axes[1].set_ylim(min(zoom_vals) - 0.5, max(zoom_vals) + 0.5)
     axes[0].set_title("test top-1 per epoch (median over seeds; band: range)")
     axes[1].set_title(f"epochs {first_zoom}-{last}, zoomed")
     axes[1].legend(fontsize=8, loc="lower right")
