@@ -275,6 +275,8 @@ void DistillerImpl::track(const torch::Tensor& images) {
 void DistillerImpl::track_features(const Features& teacher, const Features& student) {
   torch::NoGradGuard no_grad;
   check_features(teacher, student);
+  // Every position is checked before any sum changes: a batch refused leaves no trace.
+  std::vector<torch::Tensor> batch_costs;
   for (size_t slot = 0; slot < guided_.size(); ++slot) {
     const int64_t i = guided_[slot];
     const auto& tm = feature_at(teacher, i);
@@ -290,10 +292,13 @@ void DistillerImpl::track_features(const Features& teacher, const Features& stud
                     .to(torch::kDouble);
     auto batch_cost = (2.0 * static_cast<double>(b)) - 2.0 * dots;
     TORCH_CHECK(torch::isfinite(batch_cost).all().item<bool>(),
-                "Distiller: non-finite matching "
-                "cost at position ",
-                i, " (a feature map holds NaN or inf)");
-    cost_sums_[slot].add_(batch_cost.to(cost_sums_[slot].device()));
+                "Distiller: non-finite matching cost at position ", i, " (the ",
+                torch::isfinite(tm).all().item<bool>() ? "student" : "teacher",
+                "'s feature map holds NaN or inf)");
+    batch_costs.push_back(std::move(batch_cost));
+  }
+  for (size_t slot = 0; slot < guided_.size(); ++slot) {
+    cost_sums_[slot].add_(batch_costs[slot].to(cost_sums_[slot].device()));
   }
   tracked_images_.add_(feature_at(teacher, guided_.front()).size(0));
 }

@@ -272,10 +272,33 @@ void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
                           .seed(mix_seed(o_.seed, static_cast<uint64_t>(epoch * 1000003 + step)))
                           .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
   distiller_->reset_tracking();
+  int64_t skipped = 0;
   for (auto& batch : loader) {
     if (stop_inside_pass(interruptible)) throw StopNow{};
-    distiller_->track(batch.images.to(device_));
+    try {
+      distiller_->track(batch.images.to(device_));
+    } catch (const c10::Error& e) {
+      // Where the cost matrix first turns non-finite: the pass, the batch and the position.
+      const std::string what = e.what_without_backtrace();
+      std::ostringstream where;
+      // Passes before an epoch are the interruptible ones; the others follow a step.
+      if (interruptible) where << "Tracking pass before epoch " << epoch + 1;
+      else where << "Tracking pass after step " << step << " (epoch " << epoch + 1 << ")";
+      where << ", tracking batch " << batch.index + 1 << ": " << what;
+      const bool nonfinite = what.find("non-finite") != std::string::npos;
+      if (nonfinite && o_.skip_nonfinite) {
+        ++skipped;
+        if (log_) log_->warning(where.str() + "; batch skipped (--skip-nonfinite)");
+        continue;
+      }
+      TORCH_CHECK(false, where.str(),
+                  nonfinite ? ". No checkpoint was written from this state; pass --skip-nonfinite "
+                              "to skip such batches"
+                            : "");
+    }
   }
+  TORCH_CHECK(distiller_->tracked_images() > 0, "Tracking pass in epoch ", epoch + 1,
+              ": every tracking batch was skipped (", skipped, " non-finite)");
   auto costs = distributed::synchronize_matching(distiller_, *comm_);
   const double seconds = seconds_since(t0);
   if (log_) log_->matching(epoch, step, distiller_, costs, seconds);

@@ -5,9 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "mgd/models/registry.h"
+#include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
@@ -217,6 +219,34 @@ TEST_F(EngineTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   o.resume.clear();
   o.epochs = 1;
   EXPECT_NO_THROW(mgd::training::run_training(o));
+}
+
+// A student whose features are NaN: the tracking pass names itself, the batch and the
+// position, and no checkpoint is written; with --skip-nonfinite its batches are skipped,
+// and a pass left with none stops the run all the same.
+TEST_F(EngineTest, NonFiniteCostStopsWhereItAppears) {
+  auto o = base("nan_student");
+  o.epochs = 1;
+  mgd::training::run_training(o);
+  auto student = mgd::models::make_model("resnet20", mgd::models::ModelOptions().classes(10).in_channels(1));
+  mgd::training::load_weights(o.output_dir + "/checkpoint.pth", *student, "resnet20");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : student->named_parameters()) {
+      if (item.key() == "conv1.weight") item.value().fill_(std::numeric_limits<float>::quiet_NaN());
+    }
+  }
+  mgd::serialize::save_file(root_ + "/nan_student.pth", mgd::serialize::state_dict_value(*student));
+  auto d = distill("nan_cost");
+  d.init_checkpoint = root_ + "/nan_student.pth";
+  auto msg = error_of([&] { mgd::training::run_training(d); });
+  EXPECT_NE(msg.find("Tracking pass before epoch 1, tracking batch 1: Distiller: non-finite "
+                     "matching cost at position 0 (the student's feature map holds NaN or inf)"),
+            std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(d.output_dir + "/checkpoint.pth"));
+  d.skip_nonfinite = true;
+  msg = error_of([&] { mgd::training::run_training(d); });
+  EXPECT_NE(msg.find("every tracking batch was skipped (2 non-finite)"), std::string::npos) << msg;
 }
 
 }  // namespace
