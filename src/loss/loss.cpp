@@ -1,11 +1,72 @@
 #include "mgd/loss/loss.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace mgd {
 namespace functional {
+namespace {
+
+// (S - target) where the loss counts the element, 0 elsewhere (NaN/inf kept: 0 * d), with
+// target = max(R, m): the only tensor the loss and its gradient need. One pass on the CPU;
+// the same values, op for op, as the composed form used elsewhere.
+torch::Tensor masked_difference(const torch::Tensor& student, const torch::Tensor& teacher,
+                                const torch::Tensor& margin) {
+  const auto type = student.scalar_type();
+  if (student.is_cpu() && teacher.is_cpu() && teacher.scalar_type() == type &&
+      (type == torch::kFloat || type == torch::kDouble)) {
+    auto s = student.contiguous(), t = teacher.contiguous();
+    auto m = margin.to(torch::kCPU, type).contiguous();
+    auto out = torch::empty_like(s, torch::MemoryFormat::Contiguous);
+    const int64_t channels = s.size(1), plane = s.size(2) * s.size(3);
+    AT_DISPATCH_FLOATING_TYPES(type, "margin_loss", [&] {
+      const scalar_t* sp = s.data_ptr<scalar_t>();
+      const scalar_t* tp = t.data_ptr<scalar_t>();
+      const scalar_t* mp = m.data_ptr<scalar_t>();
+      scalar_t* op = out.data_ptr<scalar_t>();
+      const int64_t planes = s.size(0) * channels;
+      at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)),
+                       [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          const scalar_t mc = mp[p % channels];
+          const int64_t base = p * plane;
+          for (int64_t k = base; k < base + plane; ++k) {
+            const scalar_t target = std::max(tp[k], mc);  // NaN in R stays NaN, as torch::max
+            const scalar_t d = sp[k] - target;
+            op[k] = (sp[k] > target || target > scalar_t(0)) ? d : d * scalar_t(0);
+          }
+        }
+      });
+    });
+    return out;
+  }
+  auto target = torch::max(teacher, margin.to(teacher.dtype()).view({1, -1, 1, 1}));
+  auto diff = student - target;
+  return diff * torch::logical_or(student > target, target > 0).to(diff.dtype());
+}
+
+// sum(D^2) with D = masked_difference; d/dS = 2 D. Saves one tensor instead of the composed
+// form's graph of ten element-wise operations, forward and backward. The gradient equals the
+// composed form's bit for bit: there, 2 (g * mask) * (S - target), here 2 (D * g).
+struct MarginLossFunction : public torch::autograd::Function<MarginLossFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& student,
+                               const torch::Tensor& teacher, const torch::Tensor& margin) {
+    auto d = masked_difference(student, teacher, margin);
+    ctx->save_for_backward({d});
+    return (d * d).sum();
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto d = ctx->get_saved_variables()[0];
+    return {d * grads[0] * 2, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
 
 torch::Tensor margin_loss(const torch::Tensor& student, const torch::Tensor& teacher,
                           const torch::Tensor& margin) {
@@ -15,10 +76,7 @@ torch::Tensor margin_loss(const torch::Tensor& student, const torch::Tensor& tea
               " and reduced teacher map ", teacher.sizes(), " must have the same shape");
   TORCH_CHECK(margin.dim() == 1 && margin.size(0) == student.size(1), "margin_loss: expected ",
               student.size(1), " margins (one per channel), got shape ", margin.sizes());
-  auto target = torch::max(teacher, margin.to(teacher.dtype()).view({1, -1, 1, 1}));
-  auto diff = student - target;
-  auto mask = torch::logical_or(student > target, target > 0);
-  return (diff * diff * mask.to(diff.dtype())).sum();
+  return MarginLossFunction::apply(student, teacher.detach(), margin.detach());
 }
 
 torch::Tensor kd_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,

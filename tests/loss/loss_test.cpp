@@ -1,6 +1,8 @@
 #include "mgd/loss/loss.h"
 
 #include <gtest/gtest.h>
+#include <cmath>
+#include <limits>
 #include <torch/torch.h>
 
 #include "support/gradcheck.h"
@@ -44,6 +46,33 @@ TEST(MarginLoss, GradientsMatchFiniteDifferences) {
         return mgd::functional::margin_loss(x[0], x[1], x[2]);
       },
       {s, r, m}, {0});
+}
+
+// The fused loss gives the composed form's loss and student gradient bit for bit (so runs do
+// not change with it), on both branches of the indicator, and keeps NaN visible.
+TEST(MarginLoss, FusedEqualsComposedFormBitForBit) {
+  torch::manual_seed(4);
+  auto composed = [](const torch::Tensor& s, const torch::Tensor& r, const torch::Tensor& m) {
+    auto target = torch::max(r, m.view({1, -1, 1, 1}));
+    auto diff = s - target;
+    return (diff * diff * torch::logical_or(s > target, target > 0).to(diff.dtype())).sum();
+  };
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    auto s0 = torch::randn({3, 5, 7, 6}, dtype), r = torch::randn({3, 5, 7, 6}, dtype);
+    auto m = -torch::rand({5}, dtype);
+    auto s1 = s0.clone().requires_grad_(true), s2 = s0.clone().requires_grad_(true);
+    auto fused = mgd::functional::margin_loss(s1, r, m) / 3.7;
+    auto reference = composed(s2, r, m) / 3.7;
+    EXPECT_TRUE(torch::equal(fused, reference)) << fused.item<double>() - reference.item<double>();
+    fused.backward();
+    reference.backward();
+    EXPECT_TRUE(torch::equal(s1.grad(), s2.grad()))
+        << (s1.grad() - s2.grad()).abs().max().item<double>();
+  }
+  auto s = torch::full({1, 1, 1, 2}, -5.0);
+  s[0][0][0][1] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(mgd::functional::margin_loss(s, torch::full({1, 1, 1, 2}, -3.0),
+                                                      torch::full({1}, -1.0)).item<double>()));
 }
 
 TEST(MarginLoss, RejectsShapeMismatch) {

@@ -20,8 +20,9 @@ namespace mgd {
 namespace functional {
 
 /// Partial L2 with margin. `student` and `teacher` are B x C x H x W of equal shape;
-/// `margin` has C values (one per channel). Returns the sum (a 0-dim tensor). No gradient
-/// flows into `teacher` or `margin` through the indicator; `teacher` is normally detached.
+/// `margin` has C values (one per channel). Returns the sum (a 0-dim tensor). The gradient
+/// flows into `student` only (the teacher's map is a fixed target). One fused pass on the
+/// CPU, element-wise tensor operations elsewhere.
 torch::Tensor margin_loss(const torch::Tensor& student, const torch::Tensor& teacher,
                           const torch::Tensor& margin);
 
