@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "mgd/distiller/distiller.h"
+#include "support/python_server.h"
 #include "mgd/models/registry.h"
 #include "mgd/training/sgd.h"
 #include "mgd/util/threads.h"
@@ -113,74 +114,22 @@ int64_t parameter_count(torch::nn::Module& m) {
 }
 
 // bench/python/mgd_step.py --serve, fed one command per line over a pipe.
-class PythonServer {
+// bench/python/mgd_step.py served over a pipe: every answer is "ok NUMBERS..." or an error.
+class PyTorchTwin {
  public:
-  PythonServer(const std::string& python, const std::string& script, int threads,
-               bool teacher_graph) {
-    if (access(python.c_str(), X_OK) != 0) {
-      error_ = python + " not found (the baseline needs it, with torch, torchvision, scipy)";
-      return;
-    }
-    int to_child[2], from_child[2];
-    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
-      error_ = "pipe() failed";
-      return;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    const std::string threads_arg = std::to_string(threads);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(to_child[0], 0);
-      dup2(from_child[1], 1);
-      for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
-      if (teacher_graph) {
-        execl(python.c_str(), python.c_str(), script.c_str(), "--serve", "--threads",
-              threads_arg.c_str(), "--teacher-graph", static_cast<char*>(nullptr));
-      } else {
-        execl(python.c_str(), python.c_str(), script.c_str(), "--serve", "--threads",
-              threads_arg.c_str(), static_cast<char*>(nullptr));
-      }
-      _exit(127);
-    }
-    close(to_child[0]);
-    close(from_child[1]);
-    if (pid_ < 0) {
-      close(to_child[1]);
-      close(from_child[0]);
-      error_ = "fork() failed";
-      return;
-    }
-    in_ = fdopen(to_child[1], "w");
-    out_ = fdopen(from_child[0], "r");
-    const std::string hello = read_line();
-    if (hello.rfind("ready ", 0) != 0) {
-      error_ = script + " did not start: " + (hello.empty() ? std::string("no answer") : hello);
-      return;
-    }
-    version_ = hello.substr(6);
-    ok_ = true;
-  }
-  ~PythonServer() {
-    if (in_ != nullptr) {
-      std::fputs("quit\n", in_);
-      std::fclose(in_);
-    }
-    if (out_ != nullptr) std::fclose(out_);
-    if (pid_ > 0) waitpid(pid_, nullptr, 0);
-  }
-  PythonServer(const PythonServer&) = delete;
-  PythonServer& operator=(const PythonServer&) = delete;
+  PyTorchTwin(const std::string& python, const std::string& script, int threads,
+              bool teacher_graph)
+      : server_(python, script, twin_args(threads, teacher_graph),
+                "the baseline needs it, with torch, torchvision, scipy") {}
 
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-  const std::string& version() const { return version_; }
+  bool ok() const { return server_.ok(); }
+  const std::string& error() const { return server_.error(); }
+  const std::string& version() const { return server_.version(); }
 
   /// Sends one command; returns its answer's numbers, or throws with the answer.
   std::vector<double> ask(const std::string& command) {
-    TORCH_CHECK(ok_, "the Python server is not running: ", error_);
-    std::fputs((command + "\n").c_str(), in_);
-    std::fflush(in_);
-    const std::string answer = read_line();
+    TORCH_CHECK(server_.ok(), "the Python server is not running: ", server_.error());
+    const std::string answer = server_.ask(command);
     std::istringstream in(answer.rfind("ok", 0) == 0 ? answer.substr(2) : answer);
     std::vector<double> numbers;
     double v;
@@ -191,18 +140,13 @@ class PythonServer {
   }
 
  private:
-  std::string read_line() {
-    std::string line;
-    int ch;
-    while ((ch = std::fgetc(out_)) != EOF && ch != '\n') line.push_back(static_cast<char>(ch));
-    return line;
+  static std::vector<std::string> twin_args(int threads, bool teacher_graph) {
+    std::vector<std::string> args = {"--threads", std::to_string(threads)};
+    if (teacher_graph) args.push_back("--teacher-graph");
+    return args;
   }
 
-  pid_t pid_ = -1;
-  FILE* in_ = nullptr;
-  FILE* out_ = nullptr;
-  bool ok_ = false;
-  std::string error_, version_;
+  mgd::testing::PythonServer server_;
 };
 
 mgd::FeatureNet make_net(const std::string& arch, const Pair& p) {
@@ -297,7 +241,7 @@ const double kNoTarget = std::numeric_limits<double>::quiet_NaN();
 
 // Steps of `kinds` for one pair, C++ and Python alternating. Returns medians in seconds.
 void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const Settings& s,
-                 PythonServer& py, std::map<std::string, double>* cpp_med,
+                 PyTorchTwin& py, std::map<std::string, double>* cpp_med,
                  std::map<std::string, double>* py_med) {
   torch::manual_seed(0);
   mgd::FeatureNet teacher = make_net(pair.teacher, pair);
@@ -359,7 +303,7 @@ void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const 
 }
 
 // One tracking pass over `images` images + the AMP solve; medians of images/s.
-void bench_matching(const Pair& pair, const Settings& s, PythonServer& py, double* cpp_rate,
+void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double* cpp_rate,
                     double* py_rate, double* cpp_solve_ms) {
   torch::manual_seed(0);
   mgd::FeatureNet teacher = make_net(pair.teacher, pair);
@@ -516,7 +460,7 @@ int main(int argc, char** argv) {
   }
 
   // The Python process starts before any network exists here (fork copies nothing large).
-  PythonServer py(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/mgd_step.py",
+  PyTorchTwin py(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/mgd_step.py",
                   s.threads, s.teacher_graph);
   if (!py.ok()) {
     std::fprintf(stderr, "step_bench: %s\n", py.error().c_str());

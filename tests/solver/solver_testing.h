@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/python_server.h"
 #include "mgd/solver/assignment.h"
 
 namespace mgd::solver::testing {
@@ -176,66 +177,12 @@ class TempMatrixFile {
 /// a crash) leaves ok() false and says why in error(): callers must fail, not skip.
 class ScipyOracle {
  public:
-  ScipyOracle(const std::string& python, const std::string& script) {
-    if (access(python.c_str(), X_OK) != 0) {
-      error_ = python + " not found: the scipy oracle needs it (with numpy and scipy)";
-      return;
-    }
-    if (access(script.c_str(), R_OK) != 0) {
-      error_ = "oracle script " + script + " not found";
-      return;
-    }
-    int to_child[2], from_child[2];
-    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
-      error_ = "pipe() failed";
-      return;
-    }
-    signal(SIGPIPE, SIG_IGN);  // a dead oracle must surface as an error, not kill us
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(to_child[0], 0);
-      dup2(from_child[1], 1);
-      close(to_child[0]);
-      close(to_child[1]);
-      close(from_child[0]);
-      close(from_child[1]);
-      execl(python.c_str(), python.c_str(), script.c_str(), "--serve", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(to_child[0]);
-    close(from_child[1]);
-    if (pid_ < 0) {
-      close(to_child[1]);
-      close(from_child[0]);
-      error_ = "fork() failed";
-      return;
-    }
-    in_ = fdopen(to_child[1], "w");
-    out_ = fdopen(from_child[0], "r");
-    const std::string hello = read_line();
-    if (hello.rfind("ready", 0) != 0) {
-      error_ = python + " " + script +
-               " did not start: " + (hello.empty() ? std::string("no answer") : hello);
-      return;
-    }
-    version_ = hello.substr(6);
-    ok_ = true;
-  }
+  ScipyOracle(const std::string& python, const std::string& script)
+      : server_(python, script, {}, "the scipy oracle needs it, with numpy and scipy") {}
 
-  ~ScipyOracle() {
-    if (in_ != nullptr) {
-      std::fputs("quit\n", in_);
-      std::fclose(in_);
-    }
-    if (out_ != nullptr) std::fclose(out_);
-    if (pid_ > 0) waitpid(pid_, nullptr, 0);
-  }
-  ScipyOracle(const ScipyOracle&) = delete;
-  ScipyOracle& operator=(const ScipyOracle&) = delete;
-
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-  const std::string& version() const { return version_; }
+  bool ok() const { return server_.ok(); }
+  const std::string& error() const { return error_.empty() ? server_.error() : error_; }
+  const std::string& version() const { return server_.version(); }
 
   /// Reads the rows x cols matrix at `path` and tiles it k times (not timed).
   bool load(const std::string& path, int64_t rows, int64_t cols, int64_t k) {
@@ -253,20 +200,8 @@ class ScipyOracle {
   }
 
  private:
-  std::string read_line() {
-    if (out_ == nullptr) return "";
-    std::string line;
-    int ch;
-    while ((ch = std::fgetc(out_)) != EOF && ch != '\n') line.push_back(static_cast<char>(ch));
-    return line;
-  }
-
   std::string ask(const std::string& command) {
-    last_ = "";
-    if (!ok_) return last_;
-    std::fputs((command + "\n").c_str(), in_);
-    std::fflush(in_);
-    last_ = read_line();
+    last_ = server_.ask(command);
     return last_;
   }
 
@@ -275,12 +210,8 @@ class ScipyOracle {
     return false;
   }
 
-  pid_t pid_ = -1;
-  FILE* in_ = nullptr;
-  FILE* out_ = nullptr;
-  bool ok_ = false;
+  mgd::testing::PythonServer server_;
   std::string error_;
-  std::string version_;
   std::string last_;
 };
 
