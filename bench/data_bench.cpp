@@ -15,6 +15,8 @@
 // "target"} for data_train_1thread and data_train_<W>workers (target 2) and
 // data_eval_<W>workers (no target); per thread = images/s divided by the workers (1 for the
 // calling thread).
+#include "bench_json.h"
+
 #include <mgd/data/dataset.h>
 #include <mgd/data/image_folder.h>
 #include <mgd/data/loader.h>
@@ -274,25 +276,12 @@ Comparison compare(const std::string& name, std::shared_ptr<const Dataset> ds,
 }
 
 bool write_json(const std::string& path, const std::vector<Comparison>& cs) {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  std::fprintf(f, "[\n");
-  for (size_t i = 0; i < cs.size(); ++i) {
-    const Comparison& c = cs[i];
-    std::fprintf(f,
-                 "  {\"name\": \"%s\", \"mgd\": %.6g, \"baseline\": %.6g, \"unit\": \"images/s "
-                 "per thread\", \"advantage\": %.6g, \"target\": ",
-                 c.name.c_str(), c.mgd, c.torchvision,
-                 c.torchvision > 0 ? c.mgd / c.torchvision : 0.0);
-    if (c.target > 0) {
-      std::fprintf(f, "%g}", c.target);
-    } else {
-      std::fprintf(f, "null}");
-    }
-    std::fprintf(f, i + 1 < cs.size() ? ",\n" : "\n");
+  std::vector<mgd::bench::Figure> figures;
+  for (const Comparison& c : cs) {
+    figures.push_back({c.name, c.mgd, c.torchvision, "images/s per thread",
+                       c.torchvision > 0 ? c.mgd / c.torchvision : 0.0, c.target});
   }
-  std::fprintf(f, "]\n");
-  return std::fclose(f) == 0;
+  return mgd::bench::write_figures(path, figures);
 }
 
 }  // namespace

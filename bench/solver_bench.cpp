@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_json.h"
 #include "mgd/solver/assignment.h"
 #include "solver/solver_testing.h"
 
@@ -129,24 +130,11 @@ bool run_case(const Case& c, int reps, ScipyOracle* scipy, Outcome* out) {
 }
 
 bool write_json(const std::string& path, const std::vector<Outcome>& outcomes) {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  std::fprintf(f, "[\n");
-  for (size_t p = 0; p < outcomes.size(); ++p) {
-    const Outcome& o = outcomes[p];
-    std::fprintf(f,
-                 "  {\"name\": \"%s\", \"mgd\": %.6g, \"baseline\": %.6g, \"unit\": \"ms\", "
-                 "\"advantage\": %.6g, \"target\": ",
-                 o.c.name.c_str(), o.mgd_ms, o.scipy_ms, o.scipy_ms / o.mgd_ms);
-    if (o.c.target > 0) {
-      std::fprintf(f, "%g}", o.c.target);
-    } else {
-      std::fprintf(f, "null}");
-    }
-    std::fprintf(f, p + 1 < outcomes.size() ? ",\n" : "\n");
+  std::vector<mgd::bench::Figure> figures;
+  for (const Outcome& o : outcomes) {
+    figures.push_back({o.c.name, o.mgd_ms, o.scipy_ms, "ms", o.scipy_ms / o.mgd_ms, o.c.target});
   }
-  std::fprintf(f, "]\n");
-  return std::fclose(f) == 0;
+  return mgd::bench::write_figures(path, figures);
 }
 
 int usage(const char* argv0) {

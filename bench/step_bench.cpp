@@ -57,6 +57,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_json.h"
 #include "mgd/distiller/distiller.h"
 #include "support/python_server.h"
 #include "mgd/models/registry.h"
@@ -212,12 +213,19 @@ class Case {
   torch::Tensor x_, y_;
 };
 
-struct Entry {
-  std::string name;
-  double mgd, baseline;
-  std::string unit;
-  double advantage, target;  // target NaN: none
-};
+using Entry = mgd::bench::Figure;
+
+// Repetition `rep` (-1 for the warm-up) runs C++ then Python, the next Python then C++.
+template <class Cpp, class Py>
+void run_alternately(int rep, Cpp&& run_cpp, Py&& run_py) {
+  if (((rep % 2) + 2) % 2 == 0) {
+    run_cpp();
+    run_py();
+  } else {
+    run_py();
+    run_cpp();
+  }
+}  // target NaN: none
 
 struct Settings {
   int reps = 5, warmup = 2, threads = 2, matching_reps = 3;
@@ -272,13 +280,7 @@ void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const 
                     ": bad Python answer");
         py_s = answer[0];
       };
-      if (((rep % 2) + 2) % 2 == 0) {
-        run_cpp();
-        run_py();
-      } else {
-        run_py();
-        run_cpp();
-      }
+      run_alternately(rep, run_cpp, run_py);
       if (rep >= 0) {
         cpp_t[kind].push_back(cpp_s);
         py_t[kind].push_back(py_s);
@@ -327,13 +329,7 @@ void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double
       solve_s = seconds_since(t1);
     };
     auto run_py = [&] { py_s = py.ask(command).at(0); };
-    if (((rep % 2) + 2) % 2 == 0) {
-      run_cpp();
-      run_py();
-    } else {
-      run_py();
-      run_cpp();
-    }
+    run_alternately(rep, run_cpp, run_py);
     if (rep >= 0) {
       cpp_t.push_back(cpp_s);
       py_t.push_back(py_s);
@@ -345,26 +341,6 @@ void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double
   *cpp_solve_ms = 1e3 * median(solve_t);
 }
 
-bool write_json(const std::string& path, const std::vector<Entry>& entries) {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) return false;
-  std::fprintf(f, "[\n");
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const Entry& e = entries[i];
-    std::fprintf(f,
-                 "  {\"name\": \"%s\", \"mgd\": %.6g, \"baseline\": %.6g, \"unit\": \"%s\", "
-                 "\"advantage\": %.6g, \"target\": ",
-                 e.name.c_str(), e.mgd, e.baseline, e.unit.c_str(), e.advantage);
-    if (std::isnan(e.target)) {
-      std::fprintf(f, "null}");
-    } else {
-      std::fprintf(f, "%.6g}", e.target);
-    }
-    std::fprintf(f, i + 1 < entries.size() ? ",\n" : "\n");
-  }
-  std::fprintf(f, "]\n");
-  return std::fclose(f) == 0;
-}
 
 int usage(const char* argv0) {
   std::fprintf(stderr,
@@ -522,7 +498,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "step_bench: %s\n", e.what());
     return 1;
   }
-  if (!s.json.empty() && !write_json(s.json, entries)) {
+  if (!s.json.empty() && !mgd::bench::write_figures(s.json, entries)) {
     std::fprintf(stderr, "step_bench: cannot write %s\n", s.json.c_str());
     return 1;
   }
