@@ -62,6 +62,7 @@
 #include "support/python_server.h"
 #include "mgd/models/registry.h"
 #include "mgd/training/sgd.h"
+#include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
 
 namespace {
@@ -443,9 +444,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int threads = mgd::set_num_threads(s.threads);
-  std::printf("mgd vs PyTorch (%s), %d threads, median of %d after %d warm-up round(s)%s\n",
+  // As `mgd train/distill` does (Engine); MGD_KEEP_FREED_MEMORY=0 measures glibc's defaults.
+  const bool kept = mgd::keep_freed_memory();
+  std::printf("mgd vs PyTorch (%s), %d threads, median of %d after %d warm-up round(s)%s%s\n",
               py.version().c_str(), threads, s.reps, s.warmup,
-              s.teacher_graph ? ", Python teacher records its graph" : "");
+              s.teacher_graph ? ", Python teacher records its graph" : "",
+              kept ? "" : ", mgd with glibc's default malloc settings");
   std::printf("%-28s %10s %10s %-9s %9s %8s\n", "name", "mgd", "baseline", "unit", "advantage",
               "target");
 

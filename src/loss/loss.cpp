@@ -4,12 +4,46 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace mgd {
 namespace functional {
 namespace {
+
+// One plane (a fixed image and channel) of masked_difference, for n elements sharing margin mc.
+template <typename scalar_t>
+void masked_difference_plane(const scalar_t* sp, const scalar_t* tp, scalar_t mc, scalar_t* op,
+                             int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const scalar_t target = std::max(tp[k], mc);  // NaN in R stays NaN, as torch::max
+    const scalar_t d = sp[k] - target;
+    op[k] = (sp[k] > target || target > scalar_t(0)) ? d : d * scalar_t(0);
+  }
+}
+
+// The same for float, 8 at a time and without branches (on random data the scalar loop's
+// branches are mispredicted half the time: 6 ns per element). Every lane computes what the
+// scalar loop does: max_ps(m, t) is m > t ? m : t, i.e. std::max(t, m) including NaN in t;
+// ordered comparisons are false on NaN as C++'s are; the blend picks d or d * 0.
+__attribute__((target("avx2"))) void masked_difference_plane_avx2(const float* sp,
+                                                                  const float* tp, float mc,
+                                                                  float* op, int64_t n) {
+  const __m256 m = _mm256_set1_ps(mc), zero = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 s = _mm256_loadu_ps(sp + k);
+    const __m256 target = _mm256_max_ps(m, _mm256_loadu_ps(tp + k));
+    const __m256 d = _mm256_sub_ps(s, target);
+    const __m256 keep = _mm256_or_ps(_mm256_cmp_ps(s, target, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(target, zero, _CMP_GT_OQ));
+    _mm256_storeu_ps(op + k, _mm256_blendv_ps(_mm256_mul_ps(d, zero), d, keep));
+  }
+  masked_difference_plane(sp + k, tp + k, mc, op + k, n - k);
+}
 
 // (S - target) where the loss counts the element, 0 elsewhere (NaN/inf kept: 0 * d), with
 // target = max(R, m): the only tensor the loss and its gradient need. One pass on the CPU;
@@ -29,15 +63,18 @@ torch::Tensor masked_difference(const torch::Tensor& student, const torch::Tenso
       const scalar_t* mp = m.data_ptr<scalar_t>();
       scalar_t* op = out.data_ptr<scalar_t>();
       const int64_t planes = s.size(0) * channels;
+      const bool avx2 = std::is_same<scalar_t, float>::value && __builtin_cpu_supports("avx2");
       at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)),
                        [&](int64_t begin, int64_t end) {
         for (int64_t p = begin; p < end; ++p) {
-          const scalar_t mc = mp[p % channels];
           const int64_t base = p * plane;
-          for (int64_t k = base; k < base + plane; ++k) {
-            const scalar_t target = std::max(tp[k], mc);  // NaN in R stays NaN, as torch::max
-            const scalar_t d = sp[k] - target;
-            op[k] = (sp[k] > target || target > scalar_t(0)) ? d : d * scalar_t(0);
+          if (avx2) {
+            masked_difference_plane_avx2(reinterpret_cast<const float*>(sp + base),
+                                         reinterpret_cast<const float*>(tp + base),
+                                         static_cast<float>(mp[p % channels]),
+                                         reinterpret_cast<float*>(op + base), plane);
+          } else {
+            masked_difference_plane(sp + base, tp + base, mp[p % channels], op + base, plane);
           }
         }
       });

@@ -15,8 +15,7 @@ WideBlockImpl::WideBlockImpl(int64_t in, int64_t out, int64_t stride) {
   if (in != out) shortcut_ = register_module("convShortcut", conv(in, out, 1, stride));
 }
 
-torch::Tensor WideBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pre) {
-  auto act = torch::relu(pre);
+torch::Tensor WideBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& act) {
   auto out = conv2_(torch::relu(bn2_(conv1_(act))));
   // With unequal widths the shortcut takes the activated input, as in the original code.
   return (shortcut_ ? shortcut_(act) : x) + out;
@@ -56,12 +55,14 @@ Features WideResNetImpl::extract(const torch::Tensor& input) {
   Features f;
   auto norms = feature_norms();
   auto x = conv1_(input);
-  torch::Tensor pending;  // the BN output of the previous stage's tap, reused by this stage
+  // The previous stage's tap is the next block's bn1 output: its ReLU is that block's input
+  // activation, computed once.
+  torch::Tensor pending;
   for (size_t s = 0; s < stages_.size(); ++s) {
     for (size_t b = 0; b < stages_[s].size(); ++b) {
       auto& block = stages_[s][b];
-      auto pre = (b == 0 && pending.defined()) ? pending : block->bn1(x);
-      x = block->forward(x, pre);
+      auto act = (b == 0 && pending.defined()) ? f.post_relu.back() : torch::relu(block->bn1(x));
+      x = block->forward(x, act);
     }
     pending = norms[s](x);
     f.pre_relu.push_back(pending);

@@ -1,12 +1,21 @@
 #include "mgd/reducers/amp.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
 
 namespace mgd {
 namespace functional {
+namespace {
 
-Reduced amp_reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
-                   const torch::Tensor& index) {
+// The composed form, group by group: any device, dtype and autograd.
+Reduced amp_reduce_composed(const torch::Tensor& teacher, const torch::Tensor& margins,
+                            const torch::Tensor& index) {
   auto groups = group_channels(teacher, index);
   auto feature = groups[0];
   auto largest = feature.abs();
@@ -16,6 +25,85 @@ Reduced amp_reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
     feature = torch::where(take, groups[g], feature);
     if (g + 1 < groups.size()) largest = torch::where(take, magnitude, largest);
   }
+  return {feature, group_margins(margins, index).mean(0)};
+}
+
+// One output plane from the k source planes src[0..k): what the composed form computes
+// element by element (a strict > on magnitudes; a NaN magnitude is never larger, and a NaN
+// in group 0 stays), without the k gathered copies and 3k - 2 intermediate maps.
+template <typename scalar_t>
+void amp_plane(const scalar_t* const* src, int64_t k, scalar_t* out, int64_t begin, int64_t n) {
+  for (int64_t e = begin; e < n; ++e) {
+    scalar_t best = src[0][e];
+    scalar_t largest = std::abs(best);
+    for (int64_t g = 1; g < k; ++g) {
+      const scalar_t v = src[g][e], magnitude = std::abs(v);
+      if (magnitude > largest) {
+        best = v;
+        largest = magnitude;
+      }
+    }
+    out[e] = best;
+  }
+}
+
+// The same for float, 8 lanes at a time: andnot of the sign bit is abs, _CMP_GT_OQ is C++'s >
+// (false on NaN), the blends take the later group only where it is strictly larger.
+__attribute__((target("avx2"))) void amp_plane_avx2(const float* const* src, int64_t k,
+                                                    float* out, int64_t n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 best = _mm256_loadu_ps(src[0] + e);
+    __m256 largest = _mm256_andnot_ps(sign, best);
+    for (int64_t g = 1; g < k; ++g) {
+      const __m256 v = _mm256_loadu_ps(src[g] + e);
+      const __m256 magnitude = _mm256_andnot_ps(sign, v);
+      const __m256 take = _mm256_cmp_ps(magnitude, largest, _CMP_GT_OQ);
+      best = _mm256_blendv_ps(best, v, take);
+      largest = _mm256_blendv_ps(largest, magnitude, take);
+    }
+    _mm256_storeu_ps(out + e, best);
+  }
+  amp_plane(src, k, out, e, n);
+}
+
+}  // namespace
+
+Reduced amp_reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
+                   const torch::Tensor& index) {
+  const bool fused = teacher.is_cpu() && teacher.dim() == 4 &&
+                     (teacher.scalar_type() == torch::kFloat ||
+                      teacher.scalar_type() == torch::kDouble) &&
+                     !(teacher.requires_grad() && torch::GradMode::is_enabled());
+  if (!fused) return amp_reduce_composed(teacher, margins, index);
+  check_grouping(teacher, index);
+  auto source = teacher.contiguous();
+  auto idx = index.to(torch::kCPU).contiguous();
+  const int64_t batch = source.size(0), t = source.size(1), k = idx.size(0), s = idx.size(1);
+  const int64_t plane = source.size(2) * source.size(3);
+  auto feature = torch::empty({batch, s, source.size(2), source.size(3)}, source.options());
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(source.scalar_type(), "amp_reduce", [&] {
+    const scalar_t* tp = source.data_ptr<scalar_t>();
+    scalar_t* op = feature.data_ptr<scalar_t>();
+    const bool avx2 = std::is_same<scalar_t, float>::value && __builtin_cpu_supports("avx2");
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(plane * k, 1));
+    at::parallel_for(0, batch * s, grain, [&](int64_t begin, int64_t end) {
+      std::vector<const scalar_t*> src(static_cast<size_t>(k));
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t b = p / s, j = p % s;
+        for (int64_t g = 0; g < k; ++g) src[g] = tp + (b * t + ip[g * s + j]) * plane;
+        scalar_t* out = op + p * plane;
+        if (avx2) {
+          amp_plane_avx2(reinterpret_cast<const float* const*>(src.data()), k,
+                         reinterpret_cast<float*>(out), plane);
+        } else {
+          amp_plane(src.data(), k, out, 0, plane);
+        }
+      }
+    });
+  });
   return {feature, group_margins(margins, index).mean(0)};
 }
 

@@ -28,10 +28,14 @@ void check_index(const torch::Tensor& index, int64_t teacher_channels) {
 
 }  // namespace
 
-std::vector<torch::Tensor> group_channels(const torch::Tensor& teacher, const torch::Tensor& index) {
+void check_grouping(const torch::Tensor& teacher, const torch::Tensor& index) {
   TORCH_CHECK(teacher.dim() == 4, "reducer: expected a B x t x H x W teacher map, got ",
               teacher.sizes());
   check_index(index, teacher.size(1));
+}
+
+std::vector<torch::Tensor> group_channels(const torch::Tensor& teacher, const torch::Tensor& index) {
+  check_grouping(teacher, index);
   auto on_device = index.to(teacher.device());
   std::vector<torch::Tensor> groups;
   for (int64_t g = 0; g < index.size(0); ++g) groups.push_back(teacher.index_select(1, on_device[g]));

@@ -30,6 +30,7 @@
 #include "mgd/training/run_log.h"
 #include "mgd/training/schedule.h"
 #include "mgd/training/sgd.h"
+#include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
 
 namespace mgd::training {
@@ -126,6 +127,7 @@ class Engine {
   explicit Engine(TrainOptions options) : o_(std::move(options)) {
     validate(o_);
     threads_ = set_num_threads(o_.threads);
+    keep_freed_memory();  // no page faults on the tensors every step allocates again
     // Denormal floats slow CPU kernels by orders of magnitude; they carry no information here.
     at::globalContext().setFlushDenormal(true);
     device_ = parse_device(o_.device);

@@ -75,6 +75,45 @@ TEST(MarginLoss, FusedEqualsComposedFormBitForBit) {
                                                       torch::full({1}, -1.0)).item<double>()));
 }
 
+// The vectorized CPU path (float, planes of 8 and more) against the composed form: large
+// planes with a tail, NaN and infinities in both maps, teacher values equal to the margin and
+// to the student, zeros of both signs. Loss and gradient bit for bit.
+TEST(MarginLoss, VectorPathEqualsComposedFormBitForBit) {
+  torch::manual_seed(5);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto s0 = (torch::randn({4, 6, 11, 9}) * 4).round() / 4;  // planes of 99: 12 vectors + 3
+  auto r = (torch::randn({4, 6, 11, 9}) * 4).round() / 4;
+  auto m = -(torch::rand({6}) * 4).round() / 4;
+  auto rf = r.view({-1}), sf = s0.view({-1});
+  for (int64_t i = 0; i < rf.numel(); i += 7) rf[i] = sf[i];               // R == S
+  for (int64_t i = 3; i < rf.numel(); i += 11) rf[i] = m[(i / 99) % 6];    // R == margin
+  for (int64_t i = 1; i < rf.numel(); i += 17) rf[i] = (i % 2) ? 0.0f : -0.0f;
+  auto composed = [](const torch::Tensor& s, const torch::Tensor& r, const torch::Tensor& m) {
+    auto target = torch::max(r, m.view({1, -1, 1, 1}));
+    auto diff = s - target;
+    return diff * diff * torch::logical_or(s > target, target > 0).to(diff.dtype());
+  };
+  {
+    auto s1 = s0.clone().requires_grad_(true), s2 = s0.clone().requires_grad_(true);
+    auto fused = mgd::functional::margin_loss(s1, r, m);
+    auto reference = composed(s2, r, m).sum();
+    EXPECT_TRUE(torch::equal(fused, reference)) << fused.item<double>() - reference.item<double>();
+    fused.backward();
+    reference.backward();
+    EXPECT_TRUE(torch::equal(s1.grad(), s2.grad()));
+  }
+  // Non-finite values: the same gradients, NaN where the composed form has NaN.
+  for (int64_t i = 2; i < rf.numel(); i += 23) rf[i] = (i % 3 == 0) ? nan : ((i % 3 == 1) ? inf : -inf);
+  for (int64_t i = 4; i < sf.numel(); i += 31) sf[i] = (i % 2 == 0) ? nan : -inf;
+  auto s1 = s0.clone().requires_grad_(true), s2 = s0.clone().requires_grad_(true);
+  mgd::functional::margin_loss(s1, r, m).backward();
+  composed(s2, r, m).sum().backward();
+  EXPECT_TRUE(torch::equal(torch::isnan(s1.grad()), torch::isnan(s2.grad())));
+  EXPECT_GT(torch::isnan(s1.grad()).sum().item<int64_t>(), 0);
+  EXPECT_TRUE(torch::equal(s1.grad().nan_to_num(0), s2.grad().nan_to_num(0)));
+}
+
 TEST(MarginLoss, RejectsShapeMismatch) {
   auto s = torch::zeros({1, 3, 2, 2});
   EXPECT_THROW(mgd::functional::margin_loss(s, torch::zeros({1, 3, 2, 3}), torch::zeros({3})),

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "mgd/reducers/amp.h"
 #include "mgd/reducers/rd.h"
 #include "mgd/reducers/sm.h"
@@ -27,6 +29,52 @@ TEST(Reducers, AmpHandComputed) {
   EXPECT_DOUBLE_EQ(r.feature[0][1][0][0].item<double>(), 3.0);
   EXPECT_DOUBLE_EQ(r.margin[0].item<double>(), -1.5);  // mean(-1, -2)
   EXPECT_DOUBLE_EQ(r.margin[1].item<double>(), -0.3);  // mean(-0.5, -0.1)
+}
+
+// The CPU kernel (no autograd) gives the composed form's map bit for bit -- values, signs,
+// NaN, infinities, ties (the first group wins, also between +x and -x) -- for float (vector
+// lanes and a scalar tail) and double, k = 1, 2, 4, and a non-contiguous teacher.
+TEST(Reducers, AmpKernelEqualsComposedFormBitForBit) {
+  torch::manual_seed(11);
+  auto composed = [](const torch::Tensor& teacher, const torch::Tensor& index) {
+    auto groups = mgd::functional::group_channels(teacher, index);
+    auto feature = groups[0], largest = groups[0].abs();
+    for (size_t g = 1; g < groups.size(); ++g) {
+      auto magnitude = groups[g].abs();
+      auto take = magnitude > largest;
+      feature = torch::where(take, groups[g], feature);
+      largest = torch::where(take, magnitude, largest);
+    }
+    return feature;
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (int64_t k : {1, 2, 4}) {
+      const int64_t s = 3, t = k * s + 1;
+      // 5 x 5 planes: three vectors of 8 and a tail of one; values rounded to halves so that
+      // magnitudes tie often.
+      auto teacher = (torch::randn({4, t, 5, 5}, dtype) * 2).round() / 2;
+      auto flat = teacher.view({-1});
+      for (int64_t i = 0; i < flat.numel(); i += 13) {
+        if (i % 3 == 0) flat[i] = nan; else flat[i] = -flat[i];
+      }
+      for (int64_t i = 5; i < flat.numel(); i += 29) flat[i] = (i % 2 == 0) ? inf : -inf;
+      auto index = torch::randperm(t, torch::kLong).narrow(0, 0, k * s).view({k, s});
+      auto margins = -torch::rand({t}, dtype);
+      SCOPED_TRACE("k = " + std::to_string(k));
+      for (const auto& input : {teacher, teacher.transpose(2, 3)}) {
+        auto fused = mgd::functional::amp_reduce(input, margins, index).feature;
+        auto reference = composed(input, index);
+        ASSERT_EQ(fused.sizes(), reference.sizes());
+        // Bitwise: equal values, equal signs of zero, NaN where the reference has NaN.
+        auto bits = [&](const torch::Tensor& x) {
+          return x.contiguous().view(dtype == torch::kFloat ? torch::kInt : torch::kLong);
+        };
+        EXPECT_TRUE(torch::equal(bits(fused), bits(reference)));
+      }
+    }
+  }
 }
 
 TEST(Reducers, SpMaxAndAverageHandComputed) {

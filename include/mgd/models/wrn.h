@@ -24,8 +24,8 @@ namespace detail {
 class WideBlockImpl : public torch::nn::Module {
  public:
   WideBlockImpl(int64_t in, int64_t out, int64_t stride);
-  /// The block's output from its input `x` and `pre` = bn1(x).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pre);
+  /// The block's output from its input `x` and `act` = relu(bn1(x)).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& act);
   torch::nn::BatchNorm2d bn1{nullptr};
 
  private:

@@ -31,6 +31,8 @@ namespace functional {
 /// Reducers combine them element-wise, group by group: k is small (t / s), and k passes over
 /// B x s x H x W beat a reduction over a strided group axis by several times on CPU.
 std::vector<torch::Tensor> group_channels(const torch::Tensor& teacher, const torch::Tensor& index);
+/// Throws unless teacher is B x t x H x W and index a valid k x s matching into its t channels.
+void check_grouping(const torch::Tensor& teacher, const torch::Tensor& index);
 /// M[index[g]] for every group g, as k x s.
 torch::Tensor group_margins(const torch::Tensor& margins, const torch::Tensor& index);
 }  // namespace functional
