@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "mgd/loss/loss.h"
+#include "mgd/loss/normalized_margin_loss.h"
 #include "mgd/margins/margins.h"
 #include "mgd/solver/assignment.h"
 
@@ -376,14 +377,18 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
   out.loss = torch::zeros({}, sf.logits.options());
   for (size_t slot = 0; slot < guided_.size(); ++slot) {
     const int64_t i = guided_[slot];
-    auto student_map = student_norm(i, feature_at(sf, i));
     Reduced reduced;
     {
       torch::NoGradGuard no_grad;
       reduced = reducers_[slot]->forward(feature_at(tf, i));
     }
-    auto loss =
-        functional::margin_loss(student_map, reduced.feature, reduced.margin) / divisors_[i];
+    // BatchNorm and the margin loss in one operation (two passes each way on the CPU).
+    auto loss = (options_.group_norm()
+                     ? functional::margin_loss(group_norms_[slot]->forward(feature_at(sf, i)),
+                                               reduced.feature, reduced.margin)
+                     : functional::normalized_margin_loss(batch_norms_[slot], feature_at(sf, i),
+                                                          reduced.feature, reduced.margin)) /
+                divisors_[i];
     out.position_losses[i] = loss;
     out.loss = out.loss + loss;
   }
