@@ -363,6 +363,22 @@ TEST(Transforms, MatchTorchvision) {
         add("resized_crop", name, args.str(), resize_region(*img, p));
       }
     }
+    // Boxes ending at the image's last pixel: the vectorized resampling reads 4 bytes per
+    // pixel and must switch to the scalar formula at the end of the buffer.
+    for (const auto& [oh, ow] : std::vector<std::pair<int64_t, int64_t>>{{224, 224}, {32, 40}}) {
+      const int64_t h = img->height * 3 / 5, w = img->width * 7 / 10;
+      const int64_t top = img->height - h, left = img->width - w;
+      ResizePlan p;
+      p.top = static_cast<double>(top);
+      p.left = static_cast<double>(left);
+      p.height = static_cast<double>(h);
+      p.width = static_cast<double>(w);
+      p.out_height = oh;
+      p.out_width = ow;
+      std::ostringstream args;
+      args << top << " " << left << " " << h << " " << w << " " << oh << " " << ow;
+      add("resized_crop", name, args.str(), resize_region(*img, p));
+    }
     for (int64_t size : {256, 50, 61, 100}) {
       Image out = *img;
       Resize(ResizeOptions(size)).apply(out, rng);
