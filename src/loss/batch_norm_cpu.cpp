@@ -20,70 +20,56 @@ constexpr bool vectorized() {
 // --- Kernels on one plane of n elements: a scalar form (double, tails, CPUs without AVX2/FMA)
 // and a float form 8 lanes wide. Reductions accumulate in double. ---------------------------
 
-// Adds sum(x - shift) and sum((x - shift)^2) to s[0], s[1].
+// Adds sum(u - su) and sum((u - su) * (x - sx)) to s[0], s[1]: with u = x and su = sx = a
+// shift, the shifted sums of the statistics; with u = dL/dy, su = 0 and sx = the mean, the
+// sums of BatchNorm's backward.
 template <typename T>
-void shifted_sums(const T* x, int64_t n, double shift, double* s) {
+void centered_sums(const T* u, double su, const T* x, double sx, int64_t n, double* s) {
   double a = 0, b = 0;
   for (int64_t k = 0; k < n; ++k) {
-    const double d = static_cast<double>(x[k]) - shift;
-    a += d;
-    b += d * d;
+    const double uk = static_cast<double>(u[k]) - su;
+    a += uk;
+    b += uk * (static_cast<double>(x[k]) - sx);
   }
   s[0] += a;
   s[1] += b;
 }
 
-__attribute__((target("avx2,fma"))) void shifted_sums_avx2(const float* x, int64_t n,
-                                                           double shift, double* s) {
-  const __m256d sh = _mm256_set1_pd(shift);
+__attribute__((target("avx2,fma"))) void centered_sums_avx2(const float* u, double su,
+                                                            const float* x, double sx,
+                                                            int64_t n, double* s) {
+  const __m256d vsu = _mm256_set1_pd(su), vsx = _mm256_set1_pd(sx);
   __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
-    const __m256 v = _mm256_loadu_ps(x + k);
-    const __m256d lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), sh);
-    const __m256d hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), sh);
-    a0 = _mm256_add_pd(a0, lo);
-    a1 = _mm256_add_pd(a1, hi);
-    b0 = _mm256_fmadd_pd(lo, lo, b0);
-    b1 = _mm256_fmadd_pd(hi, hi, b1);
+    const __m256 uv = _mm256_loadu_ps(u + k), xv = _mm256_loadu_ps(x + k);
+    const __m256d ulo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(uv)), vsu);
+    const __m256d uhi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(uv, 1)), vsu);
+    const __m256d xlo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), vsx);
+    const __m256d xhi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), vsx);
+    a0 = _mm256_add_pd(a0, ulo);
+    a1 = _mm256_add_pd(a1, uhi);
+    b0 = _mm256_fmadd_pd(ulo, xlo, b0);
+    b1 = _mm256_fmadd_pd(uhi, xhi, b1);
   }
   s[0] += hsum(_mm256_add_pd(a0, a1));
   s[1] += hsum(_mm256_add_pd(b0, b1));
-  shifted_sums(x + k, n - k, shift, s);
+  centered_sums(u + k, su, x + k, sx, n - k, s);
 }
 
-// Adds sum(d) and sum(d * (x - mean)) to s[0], s[1].
+// Per channel c of a B x C x plane map: centered_sums over the channel's B planes.
 template <typename T>
-void backward_sums(const T* d, const T* x, int64_t n, double mean, double* s) {
-  double a = 0, b = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    const double dk = static_cast<double>(d[k]);
-    a += dk;
-    b += dk * (static_cast<double>(x[k]) - mean);
+void channel_sums(const T* u, double su, const T* x, double sx, int64_t batch, int64_t channels,
+                  int64_t plane, int64_t c, bool simd, double* s) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t o = (b * channels + c) * plane;
+    if (vectorized<T>() && simd) {
+      centered_sums_avx2(reinterpret_cast<const float*>(u + o), su,
+                         reinterpret_cast<const float*>(x + o), sx, plane, s);
+    } else {
+      centered_sums(u + o, su, x + o, sx, plane, s);
+    }
   }
-  s[0] += a;
-  s[1] += b;
-}
-
-__attribute__((target("avx2,fma"))) void backward_sums_avx2(const float* d, const float* x,
-                                                            int64_t n, double mean, double* s) {
-  const __m256d mu = _mm256_set1_pd(mean);
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const __m256 dv = _mm256_loadu_ps(d + k), xv = _mm256_loadu_ps(x + k);
-    const __m256d dlo = _mm256_cvtps_pd(_mm256_castps256_ps128(dv));
-    const __m256d dhi = _mm256_cvtps_pd(_mm256_extractf128_ps(dv, 1));
-    const __m256d xlo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), mu);
-    const __m256d xhi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), mu);
-    a0 = _mm256_add_pd(a0, dlo);
-    a1 = _mm256_add_pd(a1, dhi);
-    b0 = _mm256_fmadd_pd(dlo, xlo, b0);
-    b1 = _mm256_fmadd_pd(dhi, xhi, b1);
-  }
-  s[0] += hsum(_mm256_add_pd(a0, a1));
-  s[1] += hsum(_mm256_add_pd(b0, b1));
-  backward_sums(d + k, x + k, n - k, mean, s);
 }
 
 // grad_x = d * a - b - (x - mean) * c.
@@ -145,14 +131,7 @@ void normalizing_statistics(torch::nn::BatchNorm2d& bn, const torch::Tensor& x,
           // from zero.
           const double shift = static_cast<double>(xp[c * plane]);
           double s[2] = {0.0, 0.0};
-          for (int64_t b = 0; b < batch; ++b) {
-            const scalar_t* src = xp + (b * channels + c) * plane;
-            if (vectorized<scalar_t>() && simd) {
-              shifted_sums_avx2(reinterpret_cast<const float*>(src), plane, shift, s);
-            } else {
-              shifted_sums(src, plane, shift, s);
-            }
-          }
+          channel_sums(xp, shift, xp, shift, batch, channels, plane, c, simd, s);
           const double centered_mean = s[0] / count;
           const double var_sum = std::max(0.0, s[1] - s[0] * centered_mean);
           mp[c] = shift + centered_mean;
@@ -213,15 +192,7 @@ torch::Tensor backward(const torch::Tensor& dsrc, double scale, const torch::Ten
     at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         double s[2] = {0.0, 0.0};
-        for (int64_t b = 0; b < batch; ++b) {
-          const int64_t o = (b * channels + c) * plane;
-          if (vectorized<scalar_t>() && simd) {
-            backward_sums_avx2(reinterpret_cast<const float*>(dp + o),
-                               reinterpret_cast<const float*>(xp + o), plane, mean[c], s);
-          } else {
-            backward_sums(dp + o, xp + o, plane, mean[c], s);
-          }
-        }
+        channel_sums(dp, 0.0, xp, mean[c], batch, channels, plane, c, simd, s);
         (*sum_dy)[c] = scale * s[0];
         (*dot)[c] = scale * s[1];
       }
