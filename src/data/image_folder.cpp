@@ -247,6 +247,10 @@ torch::Tensor ImageFolderDataset::load(int64_t index, Rng& rng) const {
 }
 
 Example ImageFolderDataset::get(int64_t index, Rng& rng) const {
+  return get_into(index, rng, torch::Tensor());
+}
+
+Example ImageFolderDataset::get_into(int64_t index, Rng& rng, const torch::Tensor& into) const {
   TORCH_CHECK(index >= 0 && index < size(), "ImageFolder: index ", index, " out of range for ",
               size(), " samples");
   std::string last_error;
@@ -280,7 +284,7 @@ Example ImageFolderDataset::get(int64_t index, Rng& rng) const {
     // Errors of the transforms are not the file's fault: they propagate.
     transform_.apply_steps(image, attempt_rng, next_step);
     rng = attempt_rng;
-    return {transform_.finish(image), index_.samples[i].second};
+    return {transform_.finish(image, into), index_.samples[i].second};
   }
   TORCH_CHECK(false, "ImageFolder: ", options_.max_substitutions(),
               " consecutive unreadable samples from index ", index, " in ", dir_,

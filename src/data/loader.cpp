@@ -131,9 +131,17 @@ Batch Loader::build_batch(const std::vector<int64_t>& order, int64_t epoch, int6
   for (int64_t k = 0; k < n; ++k) {
     const int64_t index = order[begin + k];
     Rng rng = Rng::for_sample(options_.seed(), epoch, index);
-    Example ex = dataset_->get(index, rng);
+    // After the first sample, images go straight into their slot of the batch when the
+    // dataset can write them there.
+    const torch::Tensor slot = k > 0 ? out.images[k] : torch::Tensor();
+    Example ex = k > 0 ? dataset_->get_into(index, rng, slot) : dataset_->get(index, rng);
     TORCH_CHECK(ex.image.defined() && ex.image.dim() == 3, "Loader: sample ", index,
                 " is not a C x H x W image");
+    if (k > 0 && ex.image.data_ptr() == slot.data_ptr() && ex.image.sizes() == slot.sizes()) {
+      labels[k] = ex.label;
+      indices[k] = index;
+      continue;
+    }
     torch::Tensor image = ex.image.to(torch::kFloat32).contiguous();
     if (k == 0) {
       shape = image.sizes().vec();

@@ -562,10 +562,13 @@ NormalizeOptions imagenet_normalize() {
 namespace {
 
 torch::Tensor to_tensor_with_tables(const Image& image,
-                                    const std::vector<std::array<float, 256>>& lut) {
+                                    const std::vector<std::array<float, 256>>& lut,
+                                    const torch::Tensor& into = torch::Tensor()) {
   check_image(image, "ToTensor");
   const int64_t C = image.channels, H = image.height, W = image.width;
-  torch::Tensor out = torch::empty({C, H, W}, torch::kFloat32);
+  const bool fits = into.defined() && into.is_cpu() && into.scalar_type() == torch::kFloat32 &&
+                    into.is_contiguous() && into.sizes() == c10::IntArrayRef({C, H, W});
+  torch::Tensor out = fits ? into : torch::empty({C, H, W}, torch::kFloat32);
   float* dst = out.data_ptr<float>();
   const uint8_t* src = image.data.data();
   const int64_t plane = H * W;
@@ -595,27 +598,37 @@ void check_normalize(const NormalizeOptions& n, int64_t channels) {
   for (double s : n.std()) TORCH_CHECK(s != 0.0, "Invalid Normalize std: ", n.std(), " has a zero");
 }
 
-}  // namespace
-
-torch::Tensor to_tensor(const Image& image) {
-  std::vector<std::array<float, 256>> lut(
-      static_cast<size_t>(std::max<int64_t>(image.channels, 1)));
+// ToTensor's value of each byte, per channel: v / 255 in float.
+std::vector<std::array<float, 256>> plain_tables(int64_t channels) {
+  std::vector<std::array<float, 256>> lut(static_cast<size_t>(std::max<int64_t>(channels, 1)));
   for (auto& l : lut) {
     for (int v = 0; v < 256; ++v) l[v] = static_cast<float>(v) / 255.0f;
   }
-  return to_tensor_with_tables(image, lut);
+  return lut;
 }
 
-torch::Tensor to_tensor(const Image& image, const NormalizeOptions& normalize) {
-  check_normalize(normalize, image.channels);
-  std::vector<std::array<float, 256>> lut(static_cast<size_t>(image.channels));
-  for (int64_t c = 0; c < image.channels; ++c) {
-    // As torchvision: x = v / 255 in float, then (x - mean) / std with float32 statistics.
+// ToTensor then Normalize, per channel, as torchvision: x = v / 255 in float, then
+// (x - mean) / std with float32 statistics.
+std::vector<std::array<float, 256>> normalize_tables(const NormalizeOptions& normalize,
+                                                     int64_t channels) {
+  check_normalize(normalize, channels);
+  std::vector<std::array<float, 256>> lut(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) {
     const float mean = static_cast<float>(normalize.mean()[c]);
     const float std = static_cast<float>(normalize.std()[c]);
     for (int v = 0; v < 256; ++v) lut[c][v] = (static_cast<float>(v) / 255.0f - mean) / std;
   }
-  return to_tensor_with_tables(image, lut);
+  return lut;
+}
+
+}  // namespace
+
+torch::Tensor to_tensor(const Image& image) {
+  return to_tensor_with_tables(image, plain_tables(image.channels));
+}
+
+torch::Tensor to_tensor(const Image& image, const NormalizeOptions& normalize) {
+  return to_tensor_with_tables(image, normalize_tables(normalize, image.channels));
 }
 
 torch::Tensor normalize(const torch::Tensor& image, const NormalizeOptions& options) {
@@ -670,8 +683,10 @@ c10::optional<Region> fold_crop(const Transform& crop, int64_t height, int64_t w
   return c10::nullopt;
 }
 
-torch::Tensor Compose::finish(const Image& image) const {
-  return normalize_ ? to_tensor(image, *normalize_) : to_tensor(image);
+torch::Tensor Compose::finish(const Image& image, const torch::Tensor& into) const {
+  return to_tensor_with_tables(
+      image, normalize_ ? normalize_tables(*normalize_, image.channels) : plain_tables(image.channels),
+      into);
 }
 
 torch::Tensor Compose::operator()(Image image, Rng& rng) const {

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "data/data_testing.h"
+#include "mgd/data/loader.h"
 
 namespace {
 
@@ -89,6 +90,34 @@ TEST(ImageFolder, SameSamplesAsTorchvision) {
     ++i;
   }
   EXPECT_EQ(i, index.samples.size());
+}
+
+// The loader's batches hold exactly what get() returns sample by sample, whether the images
+// reach the batch by get_into (written in place) or by a copy; get_into writes into the slot
+// it is given when the shape fits and returns a new tensor otherwise.
+TEST(ImageFolder, LoaderWritesImagesInPlaceExactly) {
+  TempDir dir;
+  make_folder(dir.path());
+  auto ds = std::make_shared<ImageFolderDataset>(
+      ImageFolderOptions(dir.path()), imagenet_train_transform(24));
+  Loader loader(ds, LoaderOptions().batch_size(4).shuffle(true).seed(3).workers(0));
+  int64_t seen = 0;
+  for (Batch& b : loader) {
+    for (int64_t k = 0; k < b.indices.size(0); ++k, ++seen) {
+      const int64_t index = b.indices[k].item<int64_t>();
+      Rng rng = Rng::for_sample(3, 0, index);
+      EXPECT_TRUE(torch::equal(b.images[k], ds->get(index, rng).image)) << "sample " << index;
+    }
+  }
+  EXPECT_EQ(seen, ds->size());
+  auto slot = torch::empty({3, 24, 24});
+  Rng rng = Rng::for_sample(3, 0, 1);
+  EXPECT_EQ(ds->get_into(1, rng, slot).image.data_ptr(), slot.data_ptr());
+  auto wrong = torch::empty({3, 24, 25});
+  rng = Rng::for_sample(3, 0, 1);
+  const auto fresh = ds->get_into(1, rng, wrong).image;
+  EXPECT_NE(fresh.data_ptr(), wrong.data_ptr());
+  EXPECT_TRUE(torch::equal(fresh, slot));
 }
 
 TEST(ImageFolder, SplitDirectories) {

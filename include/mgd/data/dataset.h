@@ -47,6 +47,13 @@ class Dataset {
   /// Sample `index` (0 <= index < size()), transformed with randomness drawn from `rng`.
   /// Thread-safe. Throws c10::Error naming the file when a sample cannot be read.
   virtual Example get(int64_t index, Rng& rng) const = 0;
+  /// As get(); a dataset that can writes the image straight into `into` (float, contiguous,
+  /// the image's shape) and returns it there, saving the loader a copy into its batch. The
+  /// default ignores `into`; callers compare data pointers to tell.
+  virtual Example get_into(int64_t index, Rng& rng, const torch::Tensor& into) const {
+    (void)into;
+    return get(index, rng);
+  }
   /// The label of sample `index`, without reading the image.
   virtual int64_t label(int64_t index) const = 0;
   virtual int64_t num_classes() const = 0;

@@ -79,6 +79,7 @@ class ImageFolderDataset : public Dataset {
   ImageFolderDataset(ImageFolderOptions options, Compose transform);
   int64_t size() const override { return static_cast<int64_t>(index_.samples.size()); }
   Example get(int64_t index, Rng& rng) const override;
+  Example get_into(int64_t index, Rng& rng, const torch::Tensor& into) const override;
   int64_t label(int64_t index) const override;
   int64_t num_classes() const override { return static_cast<int64_t>(index_.classes.size()); }
   int64_t channels() const override { return 3; }

@@ -231,8 +231,9 @@ class Compose {
   /// Runs steps [first, end) on `image`. A crop-and-resize followed by a fixed crop
   /// (Resize then CenterCrop) resamples only the kept box: the same pixels, less work.
   void apply_steps(Image& image, Rng& rng, size_t first = 0) const;
-  /// The final stage alone: ToTensor (+ Normalize).
-  torch::Tensor finish(const Image& image) const;
+  /// The final stage alone: ToTensor (+ Normalize). Written into `into` when that is a
+  /// contiguous float tensor of the result's shape (and returned), into a new tensor otherwise.
+  torch::Tensor finish(const Image& image, const torch::Tensor& into = torch::Tensor()) const;
 
   const std::vector<std::shared_ptr<Transform>>& steps() const { return steps_; }
   const c10::optional<NormalizeOptions>& normalize() const { return normalize_; }
