@@ -117,6 +117,8 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
     : options_(std::move(options)), teacher_(std::move(teacher)), student_(std::move(student)) {
   TORCH_CHECK(teacher_ && student_, "Distiller: a teacher and a student network are required");
   reducer_ = make_reducer(options_.reducer());
+  // AMP and SM (AMP over one group) reduce inside the distiller's fused loss.
+  fused_reduction_ = reducer_->name() == "amp" || reducer_->name() == "sm";
   TORCH_CHECK(std::isfinite(options_.kd_temperature()) && options_.kd_temperature() > 0,
               "Distiller: invalid KD temperature ", options_.kd_temperature(),
               " (expected finite and > 0)");
@@ -377,18 +379,28 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
   out.loss = torch::zeros({}, sf.logits.options());
   for (size_t slot = 0; slot < guided_.size(); ++slot) {
     const int64_t i = guided_[slot];
-    Reduced reduced;
-    {
-      torch::NoGradGuard no_grad;
-      reduced = reducers_[slot]->forward(feature_at(tf, i));
+    const auto& student_map = feature_at(sf, i);
+    const auto& teacher_map = feature_at(tf, i);
+    torch::Tensor loss;
+    if (!options_.group_norm() && fused_reduction_) {
+      // AMP (SM: k = 1) selected inside the fused BatchNorm + margin loss's pass.
+      const auto& reducer = reducers_[slot];
+      loss = functional::normalized_margin_loss_amp(batch_norms_[slot], student_map, teacher_map,
+                                                    reducer->margins(), reducer->index());
+    } else {
+      Reduced reduced;
+      {
+        torch::NoGradGuard no_grad;
+        reduced = reducers_[slot]->forward(teacher_map);
+      }
+      // BatchNorm and the margin loss in one operation (two passes each way on the CPU).
+      loss = options_.group_norm()
+                 ? functional::margin_loss(group_norms_[slot]->forward(student_map),
+                                           reduced.feature, reduced.margin)
+                 : functional::normalized_margin_loss(batch_norms_[slot], student_map,
+                                                      reduced.feature, reduced.margin);
     }
-    // BatchNorm and the margin loss in one operation (two passes each way on the CPU).
-    auto loss = (options_.group_norm()
-                     ? functional::margin_loss(group_norms_[slot]->forward(feature_at(sf, i)),
-                                               reduced.feature, reduced.margin)
-                     : functional::normalized_margin_loss(batch_norms_[slot], feature_at(sf, i),
-                                                          reduced.feature, reduced.margin)) /
-                divisors_[i];
+    loss = loss / divisors_[i];
     out.position_losses[i] = loss;
     out.loss = out.loss + loss;
   }

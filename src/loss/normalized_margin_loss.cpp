@@ -9,8 +9,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "../reducers/amp_kernel.h"
 #include "batch_norm_cpu.h"
 #include "mgd/loss/loss.h"
+#include "mgd/reducers/amp.h"
 
 namespace mgd {
 namespace functional {
@@ -19,56 +21,66 @@ namespace {
 using nn_detail::hsum;
 
 // One plane: D = the masked difference of y = x * alpha + beta against max(R, m), as
-// margin_loss computes it; returns sum(D^2) in double. Scalar form and float form, 8 lanes.
+// margin_loss computes it, where R is the AMP selection over the k source planes src (k = 1:
+// the plane itself); returns sum(D^2) in double. Scalar form and float form, 8 lanes.
 template <typename T>
-double forward_plane(const T* x, const T* r, T alpha, T beta, T m, T* out, int64_t n) {
+double forward_plane(const T* x, const T* const* src, int64_t k, T alpha, T beta, T m, T* out,
+                     int64_t begin, int64_t n) {
   double sum = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    const T y = x[k] * alpha + beta;
-    const T target = std::max(r[k], m);
+  for (int64_t e = begin; e < n; ++e) {
+    const T y = x[e] * alpha + beta;
+    const T target = std::max(reducer_detail::amp_select(src, k, e), m);
     const T d = y - target;
     const T kept = (y > target || target > T(0)) ? d : d * T(0);
-    out[k] = kept;
+    out[e] = kept;
     sum += static_cast<double>(kept) * static_cast<double>(kept);
   }
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) double forward_plane_avx2(const float* x, const float* r,
+__attribute__((target("avx2,fma"))) double forward_plane_avx2(const float* x,
+                                                              const float* const* src, int64_t k,
                                                               float alpha, float beta, float m,
                                                               float* out, int64_t n) {
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), vm = _mm256_set1_ps(m);
   const __m256 zero = _mm256_setzero_ps();
   __m256d s0 = _mm256_setzero_pd(), s1 = s0;
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k), va), vb);
-    const __m256 target = _mm256_max_ps(vm, _mm256_loadu_ps(r + k));  // std::max(r, m)
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + e), va), vb);
+    // std::max(r, m): max_ps(m, r) is m > r ? m : r.
+    const __m256 target = _mm256_max_ps(vm, reducer_detail::amp_select8(src, k, e));
     const __m256 d = _mm256_sub_ps(y, target);
     const __m256 keep = _mm256_or_ps(_mm256_cmp_ps(y, target, _CMP_GT_OQ),
                                      _mm256_cmp_ps(target, zero, _CMP_GT_OQ));
     const __m256 kept = _mm256_blendv_ps(_mm256_mul_ps(d, zero), d, keep);
-    _mm256_storeu_ps(out + k, kept);
+    _mm256_storeu_ps(out + e, kept);
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(kept));
     const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(kept, 1));
     s0 = _mm256_fmadd_pd(lo, lo, s0);
     s1 = _mm256_fmadd_pd(hi, hi, s1);
   }
-  return hsum(_mm256_add_pd(s0, s1)) + forward_plane(x + k, r + k, alpha, beta, m, out + k, n - k);
+  return hsum(_mm256_add_pd(s0, s1)) + forward_plane(x, src, k, alpha, beta, m, out, e, n);
 }
 
-// Inputs: x (B x C x H x W, contiguous), weight and bias (C, or undefined), teacher R (as x),
-// margin (C), the normalizing mean and invstd (C, double; the batch's when `batch_stats`).
-// Saves x, D, weight, mean, invstd: the backward is BatchNorm's with dL/dy = 2 g D.
+// Inputs: x (B x C x H x W, contiguous), weight and bias (C, or undefined), the teacher map
+// (the reduced map R, as x, when `index` is empty; else the full B x t x H x W map, reduced
+// on the fly by AMP over the groups of the k x C index), margin (C), the normalizing mean and
+// invstd (C, double; the batch's when `batch_stats`). Saves x, D, weight, mean, invstd: the
+// backward is BatchNorm's with dL/dy = 2 g D.
 struct NormalizedMarginLossFunction
     : public torch::autograd::Function<NormalizedMarginLossFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias,
-                               const torch::Tensor& teacher, const torch::Tensor& margin,
-                               const torch::Tensor& mean, const torch::Tensor& invstd,
-                               bool batch_stats) {
+                               const torch::Tensor& teacher, const torch::Tensor& index,
+                               const torch::Tensor& margin, const torch::Tensor& mean,
+                               const torch::Tensor& invstd, bool batch_stats) {
     const int64_t batch = x.size(0), channels = x.size(1), plane = x.size(2) * x.size(3);
     auto r = teacher.to(x.scalar_type()).contiguous();
+    const bool grouped = index.numel() > 0;
+    auto idx = index.to(torch::kCPU, torch::kLong).contiguous();
+    const int64_t k = grouped ? idx.size(0) : 1, t = r.size(1);
+    const int64_t* ip = grouped ? idx.data_ptr<int64_t>() : nullptr;
     auto m = margin.to(torch::kCPU, x.scalar_type()).contiguous();
     auto d = torch::empty_like(x, torch::MemoryFormat::Contiguous);
     std::vector<double> partial(static_cast<size_t>(batch * channels), 0.0);
@@ -83,15 +95,20 @@ struct NormalizedMarginLossFunction
       scalar_t* dp = d.data_ptr<scalar_t>();
       at::parallel_for(0, batch * channels, nn_detail::plane_grain(plane),
                        [&](int64_t begin, int64_t end) {
+        std::vector<const scalar_t*> src(static_cast<size_t>(k));
         for (int64_t p = begin; p < end; ++p) {
-          const int64_t c = p % channels, o = p * plane;
+          const int64_t b = p / channels, c = p % channels, o = p * plane;
+          for (int64_t g = 0; g < k; ++g)
+            src[g] = ip ? rp + (b * t + ip[g * channels + c]) * plane : rp + o;
           if (std::is_same<scalar_t, float>::value && simd) {
             partial[p] = forward_plane_avx2(
-                reinterpret_cast<const float*>(xp + o), reinterpret_cast<const float*>(rp + o),
+                reinterpret_cast<const float*>(xp + o),
+                reinterpret_cast<const float* const*>(src.data()), k,
                 static_cast<float>(alpha[c]), static_cast<float>(beta[c]),
                 static_cast<float>(mg[c]), reinterpret_cast<float*>(dp + o), plane);
           } else {
-            partial[p] = forward_plane(xp + o, rp + o, alpha[c], beta[c], mg[c], dp + o, plane);
+            partial[p] = forward_plane(xp + o, src.data(), k, alpha[c], beta[c], mg[c], dp + o,
+                                       0, plane);
           }
         }
       });
@@ -118,7 +135,7 @@ struct NormalizedMarginLossFunction
       gw = nn_detail::weight_grad(dot, invstd.data_ptr<double>(), weight);
     if (weight.defined() && ctx->needs_input_grad(2)) gb = nn_detail::bias_grad(sum_dy, weight);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -140,7 +157,36 @@ torch::Tensor normalized_margin_loss(torch::nn::BatchNorm2d& bn, const torch::Te
   const bool affine = bn->options.affine();
   return NormalizedMarginLossFunction::apply(
       x, affine ? bn->weight : torch::Tensor(), affine ? bn->bias : torch::Tensor(),
-      teacher.detach(), margin.detach(), mean, invstd, bn->is_training());
+      teacher.detach(), torch::empty({0}, torch::kLong), margin.detach(), mean, invstd,
+      bn->is_training());
+}
+
+torch::Tensor normalized_margin_loss_amp(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
+                                         const torch::Tensor& teacher,
+                                         const torch::Tensor& margins,
+                                         const torch::Tensor& index) {
+  TORCH_CHECK(student.dim() == 4, "normalized_margin_loss: expected a B x C x H x W student map, "
+              "got ", student.sizes());
+  if (!nn_detail::fusable(bn, student) || !teacher.is_cpu() ||
+      teacher.scalar_type() != student.scalar_type()) {
+    torch::NoGradGuard no_grad;
+    const Reduced r = amp_reduce(teacher.detach(), margins, index);
+    return normalized_margin_loss(bn, student, r.feature, r.margin);
+  }
+  check_grouping(teacher, index);
+  TORCH_CHECK(index.size(1) == student.size(1) && teacher.size(0) == student.size(0) &&
+                  teacher.size(2) == student.size(2) && teacher.size(3) == student.size(3),
+              "normalized_margin_loss: a ", index.size(0), " x ", index.size(1),
+              " matching of the teacher map ", teacher.sizes(), " cannot be compared with the "
+              "student map ", student.sizes());
+  auto margin = group_margins(margins, index).mean(0);
+  auto x = student.contiguous();
+  torch::Tensor mean, invstd;
+  nn_detail::normalizing_statistics(bn, x.detach(), &mean, &invstd);
+  const bool affine = bn->options.affine();
+  return NormalizedMarginLossFunction::apply(
+      x, affine ? bn->weight : torch::Tensor(), affine ? bn->bias : torch::Tensor(),
+      teacher.detach(), index, margin.detach(), mean, invstd, bn->is_training());
 }
 
 }  // namespace functional

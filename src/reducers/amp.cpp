@@ -9,6 +9,8 @@
 #include <cmath>
 #include <type_traits>
 
+#include "amp_kernel.h"
+
 namespace mgd {
 namespace functional {
 namespace {
@@ -29,42 +31,16 @@ Reduced amp_reduce_composed(const torch::Tensor& teacher, const torch::Tensor& m
 }
 
 // One output plane from the k source planes src[0..k): what the composed form computes
-// element by element (a strict > on magnitudes; a NaN magnitude is never larger, and a NaN
-// in group 0 stays), without the k gathered copies and 3k - 2 intermediate maps.
+// element by element, without the k gathered copies and 3k - 2 intermediate maps.
 template <typename scalar_t>
 void amp_plane(const scalar_t* const* src, int64_t k, scalar_t* out, int64_t begin, int64_t n) {
-  for (int64_t e = begin; e < n; ++e) {
-    scalar_t best = src[0][e];
-    scalar_t largest = std::abs(best);
-    for (int64_t g = 1; g < k; ++g) {
-      const scalar_t v = src[g][e], magnitude = std::abs(v);
-      if (magnitude > largest) {
-        best = v;
-        largest = magnitude;
-      }
-    }
-    out[e] = best;
-  }
+  for (int64_t e = begin; e < n; ++e) out[e] = reducer_detail::amp_select(src, k, e);
 }
 
-// The same for float, 8 lanes at a time: andnot of the sign bit is abs, _CMP_GT_OQ is C++'s >
-// (false on NaN), the blends take the later group only where it is strictly larger.
 __attribute__((target("avx2"))) void amp_plane_avx2(const float* const* src, int64_t k,
                                                     float* out, int64_t n) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
   int64_t e = 0;
-  for (; e + 8 <= n; e += 8) {
-    __m256 best = _mm256_loadu_ps(src[0] + e);
-    __m256 largest = _mm256_andnot_ps(sign, best);
-    for (int64_t g = 1; g < k; ++g) {
-      const __m256 v = _mm256_loadu_ps(src[g] + e);
-      const __m256 magnitude = _mm256_andnot_ps(sign, v);
-      const __m256 take = _mm256_cmp_ps(magnitude, largest, _CMP_GT_OQ);
-      best = _mm256_blendv_ps(best, v, take);
-      largest = _mm256_blendv_ps(largest, magnitude, take);
-    }
-    _mm256_storeu_ps(out + e, best);
-  }
+  for (; e + 8 <= n; e += 8) _mm256_storeu_ps(out + e, reducer_detail::amp_select8(src, k, e));
   amp_plane(src, k, out, e, n);
 }
 

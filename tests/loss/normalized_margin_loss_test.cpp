@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "mgd/loss/loss.h"
+#include "mgd/reducers/amp.h"
 #include "support/gradcheck.h"
 
 namespace {
@@ -80,6 +81,55 @@ TEST(NormalizedMarginLoss, EqualsBatchNormThenMarginLoss) {
         EXPECT_EQ(fused.loss.scalar_type(), dtype);
       }
     }
+  }
+}
+
+// The AMP reduction done inside the loss's pass gives what the reduced map gives, bit for bit:
+// loss, gradients, running statistics; k = 1 (SM's selection), 2 and 3; float and double;
+// NaN and ties in the teacher map; planes with a tail.
+TEST(NormalizedMarginLoss, OnTheFlyAmpEqualsTheReducedMap) {
+  torch::manual_seed(12);
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (int64_t k : {1, 2, 3}) {
+      SCOPED_TRACE(std::string(dtype == torch::kFloat ? "float" : "double") + " k = " +
+                   std::to_string(k));
+      const int64_t s = 5, t = k * s + 2;
+      auto x = torch::randn({3, s, 9, 7}, dtype);
+      auto teacher = (torch::randn({3, t, 9, 7}, dtype) * 2).round() / 2;  // ties
+      auto margins = -torch::rand({t}, dtype);
+      auto index = torch::randperm(t, torch::kLong).narrow(0, 0, k * s).view({k, s});
+      auto bn = make_bn(s, dtype, true);
+      auto a = copy_bn(bn), b = copy_bn(bn);
+      auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+      auto fused = mgd::functional::normalized_margin_loss_amp(a, xa, teacher, margins, index);
+      const auto reduced = mgd::functional::amp_reduce(teacher, margins, index);
+      auto reference = mgd::functional::normalized_margin_loss(b, xb, reduced.feature,
+                                                               reduced.margin);
+      EXPECT_TRUE(torch::equal(fused, reference));
+      fused.backward();
+      reference.backward();
+      EXPECT_TRUE(torch::equal(xa.grad(), xb.grad()));
+      EXPECT_TRUE(torch::equal(a->weight.grad(), b->weight.grad()));
+      EXPECT_TRUE(torch::equal(a->bias.grad(), b->bias.grad()));
+      EXPECT_TRUE(torch::equal(a->running_var, b->running_var));
+      // A NaN in a group-0 teacher channel reaches the loss (AMP never picks a NaN of a later
+      // group over group 0, as amp_reduce).
+      teacher[1][index[0][2].item<int64_t>()][4][3] = std::nan("");
+      auto c = copy_bn(bn);
+      EXPECT_TRUE(std::isnan(
+          mgd::functional::normalized_margin_loss_amp(c, x, teacher, margins, index)
+              .item<double>()));
+    }
+  }
+  // A matching that does not fit the maps is refused with both shapes named.
+  auto bn = make_bn(4, torch::kFloat, true);
+  try {
+    mgd::functional::normalized_margin_loss_amp(bn, torch::randn({2, 4, 3, 3}),
+                                                torch::randn({2, 8, 3, 3}), -torch::rand({8}),
+                                                torch::arange(6, torch::kLong).view({2, 3}));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 4, 3, 3]"), std::string::npos) << e.what();
   }
 }
 

@@ -26,5 +26,14 @@ namespace functional {
 torch::Tensor normalized_margin_loss(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
                                      const torch::Tensor& teacher, const torch::Tensor& margin);
 
+/// The same against the AMP reduction of the full teacher map (B x t x H x W) over the groups
+/// of `index` (k x C) -- amp_reduce(teacher, margins, index), its margins included -- without
+/// materializing the reduced map: on the CPU the selection happens inside the loss's pass.
+/// With k = 1 this is sparse matching's selection (sm_reduce).
+torch::Tensor normalized_margin_loss_amp(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
+                                         const torch::Tensor& teacher,
+                                         const torch::Tensor& margins,
+                                         const torch::Tensor& index);
+
 }  // namespace functional
 }  // namespace mgd
