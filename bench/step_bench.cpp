@@ -21,7 +21,8 @@
 // C++ steps alone, the three kinds in rotating order, the Python process idle: its steps,
 // run in between, evict the caches the C++ steps start from and add noise to a 5% figure.
 // The matching update is one tracking pass over `tracking-images` images (batch of the
-// pair) plus the solve (AMP: tiled), in images/s, timed the same way after one warm-up pass.
+// pair) plus the solve (AMP: tiled), in images/s, timed the same way after one warm-up pass;
+// the C++ side's two forward passes are also timed alone, per batch, to show the floor.
 // Defaults: 5 repetitions after 2 warm-up rounds, 320 tracking images, 3 matching
 // repetitions, 2 threads; --quick: 3 after 1, 64 images, 2 (explicit flags override both).
 //
@@ -327,8 +328,10 @@ void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const 
 }
 
 // One tracking pass over `images` images + the AMP solve; medians of images/s.
+// *cpp_forward_ms: the median over the same batches of the two forward passes alone (eval
+// mode, no autograd), per batch: what a tracking pass cannot do without.
 void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double* cpp_rate,
-                    double* py_rate, double* cpp_solve_ms) {
+                    double* py_rate, double* cpp_solve_ms, double* cpp_forward_ms) {
   torch::manual_seed(0);
   mgd::FeatureNet teacher = make_net(pair.teacher, pair);
   torch::manual_seed(2);
@@ -358,6 +361,21 @@ void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double
       solve_t.push_back(solve_s);
     }
   }
+  std::vector<double> forward_t;
+  {
+    torch::NoGradGuard no_grad;
+    teacher->eval();
+    student->eval();
+    for (int rep = 0; rep < s.matching_reps; ++rep) {
+      for (const auto& b : batches) {
+        const auto t0 = Clock::now();
+        teacher->extract(b);
+        student->extract(b);
+        forward_t.push_back(seconds_since(t0));
+      }
+    }
+  }
+  *cpp_forward_ms = 1e3 * median(forward_t);
   *cpp_rate = static_cast<double>(s.tracking_images) / median(cpp_t);
   *py_rate = static_cast<double>(s.tracking_images) / median(py_t);
   *cpp_solve_ms = 1e3 * median(solve_t);
@@ -508,14 +526,18 @@ int main(int argc, char** argv) {
                     100.0 * (pyt["amp"] / pyt["plain"] - 1.0),
                     100.0 * (pyt["sm"] / pyt["plain"] - 1.0));
         if (s.matching) {
-          double cpp_rate = 0, py_rate = 0, solve_ms = 0;
-          bench_matching(pair, s, py, &cpp_rate, &py_rate, &solve_ms);
+          double cpp_rate = 0, py_rate = 0, solve_ms = 0, forward_ms = 0;
+          bench_matching(pair, s, py, &cpp_rate, &py_rate, &solve_ms, &forward_ms);
           entries.push_back({"matching_" + name, cpp_rate, py_rate, "images/s",
                              cpp_rate / py_rate, 2.0});
           print_line(entries.back());
-          std::printf("  (%lld images, batch %lld; mgd's solve, all positions: %.1f ms)\n",
+          std::printf("  (%lld images, batch %lld; mgd's solve, all positions: %.1f ms; per "
+                      "batch, mgd %.1f ms, of which the two forward passes %.1f ms, Python "
+                      "%.1f ms)\n",
                       static_cast<long long>(s.tracking_images),
-                      static_cast<long long>(pair.batch), solve_ms);
+                      static_cast<long long>(pair.batch), solve_ms,
+                      1e3 * static_cast<double>(pair.batch) / cpp_rate, forward_ms,
+                      1e3 * static_cast<double>(pair.batch) / py_rate);
         }
       }
     }
