@@ -141,36 +141,53 @@ struct NormalizedMarginLossFunction
 
 }  // namespace
 
-torch::Tensor normalized_margin_loss(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
-                                     const torch::Tensor& teacher, const torch::Tensor& margin) {
-  TORCH_CHECK(student.dim() == 4, "normalized_margin_loss: expected a B x C x H x W student map, "
-              "got ", student.sizes());
-  if (!nn_detail::fusable(bn, student) || !teacher.is_cpu())
-    return margin_loss(bn->forward(student), teacher, margin);
-  TORCH_CHECK(student.sizes() == teacher.sizes(), "margin_loss: student map ", student.sizes(),
-              " and reduced teacher map ", teacher.sizes(), " must have the same shape");
-  TORCH_CHECK(margin.dim() == 1 && margin.size(0) == student.size(1), "margin_loss: expected ",
-              student.size(1), " margins (one per channel), got shape ", margin.sizes());
+namespace {
+
+// The CPU path of both entry points: statistics (running ones updated in training), then the
+// autograd operation. `index` empty: `teacher` is the reduced map.
+torch::Tensor apply_fused(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
+                          const torch::Tensor& teacher, const torch::Tensor& index,
+                          const torch::Tensor& margin) {
   auto x = student.contiguous();
   torch::Tensor mean, invstd;
   nn_detail::normalizing_statistics(bn, x.detach(), &mean, &invstd);
   const bool affine = bn->options.affine();
   return NormalizedMarginLossFunction::apply(
       x, affine ? bn->weight : torch::Tensor(), affine ? bn->bias : torch::Tensor(),
-      teacher.detach(), torch::empty({0}, torch::kLong), margin.detach(), mean, invstd,
-      bn->is_training());
+      teacher.detach(), index, margin.detach(), mean, invstd, bn->is_training());
+}
+
+void check_student(const torch::Tensor& student) {
+  TORCH_CHECK(student.dim() == 4, "normalized_margin_loss: expected a B x C x H x W student map, "
+              "got ", student.sizes());
+}
+
+}  // namespace
+
+torch::Tensor normalized_margin_loss(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
+                                     const torch::Tensor& teacher, const torch::Tensor& margin) {
+  check_student(student);
+  if (!nn_detail::fusable(bn, student) || !teacher.is_cpu())
+    return margin_loss(bn->forward(student), teacher, margin);
+  TORCH_CHECK(student.sizes() == teacher.sizes(), "margin_loss: student map ", student.sizes(),
+              " and reduced teacher map ", teacher.sizes(), " must have the same shape");
+  TORCH_CHECK(margin.dim() == 1 && margin.size(0) == student.size(1), "margin_loss: expected ",
+              student.size(1), " margins (one per channel), got shape ", margin.sizes());
+  return apply_fused(bn, student, teacher, torch::empty({0}, torch::kLong), margin);
 }
 
 torch::Tensor normalized_margin_loss_amp(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
                                          const torch::Tensor& teacher,
                                          const torch::Tensor& margins,
                                          const torch::Tensor& index) {
-  TORCH_CHECK(student.dim() == 4, "normalized_margin_loss: expected a B x C x H x W student map, "
-              "got ", student.sizes());
+  check_student(student);
   if (!nn_detail::fusable(bn, student) || !teacher.is_cpu() ||
       teacher.scalar_type() != student.scalar_type()) {
-    torch::NoGradGuard no_grad;
-    const Reduced r = amp_reduce(teacher.detach(), margins, index);
+    Reduced r;
+    {
+      torch::NoGradGuard no_grad;  // the teacher's side only: the loss keeps its graph
+      r = amp_reduce(teacher.detach(), margins, index);
+    }
     return normalized_margin_loss(bn, student, r.feature, r.margin);
   }
   check_grouping(teacher, index);
@@ -179,14 +196,7 @@ torch::Tensor normalized_margin_loss_amp(torch::nn::BatchNorm2d& bn, const torch
               "normalized_margin_loss: a ", index.size(0), " x ", index.size(1),
               " matching of the teacher map ", teacher.sizes(), " cannot be compared with the "
               "student map ", student.sizes());
-  auto margin = group_margins(margins, index).mean(0);
-  auto x = student.contiguous();
-  torch::Tensor mean, invstd;
-  nn_detail::normalizing_statistics(bn, x.detach(), &mean, &invstd);
-  const bool affine = bn->options.affine();
-  return NormalizedMarginLossFunction::apply(
-      x, affine ? bn->weight : torch::Tensor(), affine ? bn->bias : torch::Tensor(),
-      teacher.detach(), index, margin.detach(), mean, invstd, bn->is_training());
+  return apply_fused(bn, student, teacher, index, group_margins(margins, index).mean(0));
 }
 
 }  // namespace functional

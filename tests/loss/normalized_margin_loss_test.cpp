@@ -121,6 +121,24 @@ TEST(NormalizedMarginLoss, OnTheFlyAmpEqualsTheReducedMap) {
               .item<double>()));
     }
   }
+  // Where the fused path does not apply (here a double teacher for a float student), the
+  // fallback reduces the teacher and still gives the student its gradient.
+  {
+    auto bn1 = make_bn(3, torch::kFloat, true), bn2 = copy_bn(bn1);
+    auto x = torch::randn({2, 3, 4, 4});
+    auto teacher = torch::randn({2, 6, 4, 4}, torch::kDouble);
+    auto margins = -torch::rand({6}, torch::kDouble);
+    auto index = torch::tensor({{0, 2, 4}, {1, 3, 5}}, torch::kLong);
+    auto xa = x.clone().requires_grad_(true), xb = x.clone().requires_grad_(true);
+    auto fallback = mgd::functional::normalized_margin_loss_amp(bn1, xa, teacher, margins, index);
+    ASSERT_TRUE(fallback.requires_grad());
+    const auto r = mgd::functional::amp_reduce(teacher, margins, index);
+    auto reference = mgd::functional::margin_loss(bn2->forward(xb), r.feature.to(torch::kFloat),
+                                                  r.margin.to(torch::kFloat));
+    fallback.backward();
+    reference.backward();
+    expect_close(xa.grad(), xb.grad(), 1e-5, 0, "fallback grad x");
+  }
   // A matching that does not fit the maps is refused with both shapes named.
   auto bn = make_bn(4, torch::kFloat, true);
   try {
