@@ -117,8 +117,6 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
     : options_(std::move(options)), teacher_(std::move(teacher)), student_(std::move(student)) {
   TORCH_CHECK(teacher_ && student_, "Distiller: a teacher and a student network are required");
   reducer_ = make_reducer(options_.reducer());
-  // AMP and SM (AMP over one group) reduce inside the distiller's fused loss.
-  fused_reduction_ = reducer_->name() == "amp" || reducer_->name() == "sm";
   TORCH_CHECK(std::isfinite(options_.kd_temperature()) && options_.kd_temperature() > 0,
               "Distiller: invalid KD temperature ", options_.kd_temperature(),
               " (expected finite and > 0)");
@@ -382,7 +380,7 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
     const auto& student_map = feature_at(sf, i);
     const auto& teacher_map = feature_at(tf, i);
     torch::Tensor loss;
-    if (!options_.group_norm() && fused_reduction_) {
+    if (!options_.group_norm() && reducer_->amp_selection()) {
       // AMP (SM: k = 1) selected inside the fused BatchNorm + margin loss's pass.
       const auto& reducer = reducers_[slot];
       loss = functional::normalized_margin_loss_amp(batch_norms_[slot], student_map, teacher_map,

@@ -151,6 +151,8 @@ TEST(Reducers, RegistryAndErrors) {
   for (const auto& name : mgd::reducer_names()) EXPECT_EQ(mgd::make_reducer(name)->name(), name);
   EXPECT_TRUE(mgd::make_reducer("sm")->sparse());
   EXPECT_FALSE(mgd::make_reducer("amp")->sparse());
+  for (const auto& name : mgd::reducer_names())
+    EXPECT_EQ(mgd::make_reducer(name)->amp_selection(), name == "amp" || name == "sm") << name;
   try {
     mgd::make_reducer("maxpool");
     FAIL() << "expected an error";

@@ -132,7 +132,6 @@ class DistillerImpl : public torch::nn::Module {
   FeatureNet teacher_;
   FeatureNet student_;
   std::shared_ptr<Reducer> reducer_;
-  bool fused_reduction_ = false;  ///< AMP / SM: reduced inside normalized_margin_loss_amp
   std::vector<int64_t> teacher_channels_, student_channels_;
   std::vector<int64_t> guided_;
   std::vector<double> divisors_;

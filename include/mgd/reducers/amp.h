@@ -15,6 +15,7 @@ Reduced amp_reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
 class AmpReducer final : public Reducer {
  public:
   std::string name() const override { return "amp"; }
+  bool amp_selection() const override { return true; }
   Reduced reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
                  const torch::Tensor& index) const override {
     return functional::amp_reduce(teacher, margins, index);

@@ -45,6 +45,9 @@ class Reducer {
   virtual std::string name() const = 0;
   /// True for sparse matching: each student channel gets one teacher channel (k = 1).
   virtual bool sparse() const { return false; }
+  /// True when reduce() gives amp_reduce's result (SM: the selection over one group): the
+  /// distiller then reduces inside its fused loss (normalized_margin_loss_amp).
+  virtual bool amp_selection() const { return false; }
   virtual Reduced reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
                          const torch::Tensor& index) const = 0;
 };

@@ -15,6 +15,7 @@ class SmReducer final : public Reducer {
  public:
   std::string name() const override { return "sm"; }
   bool sparse() const override { return true; }
+  bool amp_selection() const override { return true; }  // AMP over one group
   Reduced reduce(const torch::Tensor& teacher, const torch::Tensor& margins,
                  const torch::Tensor& index) const override {
     return functional::sm_reduce(teacher, margins, index);
