@@ -137,21 +137,20 @@ Batch Loader::build_batch(const std::vector<int64_t>& order, int64_t epoch, int6
     Example ex = k > 0 ? dataset_->get_into(index, rng, slot) : dataset_->get(index, rng);
     TORCH_CHECK(ex.image.defined() && ex.image.dim() == 3, "Loader: sample ", index,
                 " is not a C x H x W image");
-    if (k > 0 && ex.image.data_ptr() == slot.data_ptr() && ex.image.sizes() == slot.sizes()) {
-      labels[k] = ex.label;
-      indices[k] = index;
-      continue;
+    const bool in_place =
+        k > 0 && ex.image.data_ptr() == slot.data_ptr() && ex.image.sizes() == slot.sizes();
+    if (!in_place) {
+      torch::Tensor image = ex.image.to(torch::kFloat32).contiguous();
+      if (k == 0) {
+        shape = image.sizes().vec();
+        out.images = torch::empty({n, shape[0], shape[1], shape[2]}, torch::kFloat32);
+      }
+      TORCH_CHECK(image.sizes().vec() == shape, "Loader: sample ", index, " has shape ",
+                  image.sizes(), " but sample ", order[begin], " of the same batch has ", shape,
+                  "; a batch needs images of one size (add a crop or resize to the transform)");
+      std::memcpy(out.images.data_ptr<float>() + k * image.numel(), image.data_ptr<float>(),
+                  static_cast<size_t>(image.numel()) * sizeof(float));
     }
-    torch::Tensor image = ex.image.to(torch::kFloat32).contiguous();
-    if (k == 0) {
-      shape = image.sizes().vec();
-      out.images = torch::empty({n, shape[0], shape[1], shape[2]}, torch::kFloat32);
-    }
-    TORCH_CHECK(image.sizes().vec() == shape, "Loader: sample ", index, " has shape ",
-                image.sizes(), " but sample ", order[begin], " of the same batch has ", shape,
-                "; a batch needs images of one size (add a crop or resize to the transform)");
-    std::memcpy(out.images.data_ptr<float>() + k * image.numel(), image.data_ptr<float>(),
-                static_cast<size_t>(image.numel()) * sizeof(float));
     labels[k] = ex.label;
     indices[k] = index;
   }

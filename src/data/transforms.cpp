@@ -79,6 +79,20 @@ inline uint8_t clip8(int32_t v) {
 }
 
 // Horizontal pass over `rows` rows starting at `src` (row stride `src_stride` bytes).
+// One RGB output pixel of the horizontal pass from the n input pixels at p, PIL's formula.
+inline void resample_rgb_pixel(const uint8_t* p, const int32_t* k, int64_t n, uint8_t* out) {
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
+  for (int64_t x = 0; x < n; ++x, p += 3) {
+    s0 += p[0] * k[x];
+    s1 += p[1] * k[x];
+    s2 += p[2] * k[x];
+  }
+  out[0] = clip8(s0);
+  out[1] = clip8(s1);
+  out[2] = clip8(s2);
+}
+
 template <int kC>
 void resample_horizontal(const uint8_t* src, int64_t src_stride, int64_t rows, int64_t channels,
                          const Coefficients& c, int64_t out_width, uint8_t* dst) {
@@ -92,15 +106,7 @@ void resample_horizontal(const uint8_t* src, int64_t src_stride, int64_t rows, i
       const uint8_t* p = in + c.first[xx] * C;
       const int64_t n = c.count[xx];
       if (kC == 3) {
-        int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
-        for (int64_t x = 0; x < n; ++x, p += 3) {
-          s0 += p[0] * k[x];
-          s1 += p[1] * k[x];
-          s2 += p[2] * k[x];
-        }
-        out[xx * 3 + 0] = clip8(s0);
-        out[xx * 3 + 1] = clip8(s1);
-        out[xx * 3 + 2] = clip8(s2);
+        resample_rgb_pixel(p, k, n, out + xx * 3);
       } else {
         for (int64_t ch = 0; ch < C; ++ch) {
           int32_t s = kHalf;
@@ -142,15 +148,7 @@ __attribute__((target("avx2"))) void resample_horizontal_rgb_avx2(
       const uint8_t* p = in + c.first[xx] * 3;
       const int64_t n = c.count[xx];
       if (p + 3 * n + 1 > limit) {  // the last pixels of the buffer: the scalar formula
-        int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
-        for (int64_t x = 0; x < n; ++x) {
-          s0 += p[3 * x] * k[x];
-          s1 += p[3 * x + 1] * k[x];
-          s2 += p[3 * x + 2] * k[x];
-        }
-        out[xx * 3 + 0] = clip8(s0);
-        out[xx * 3 + 1] = clip8(s1);
-        out[xx * 3 + 2] = clip8(s2);
+        resample_rgb_pixel(p, k, n, out + xx * 3);
         continue;
       }
       __m128i acc = half;

@@ -9,7 +9,7 @@
 
 
 namespace mgd {
-namespace nn_detail {
+namespace loss_detail {
 namespace {
 
 template <typename T>
@@ -241,5 +241,5 @@ torch::Tensor bias_grad(const std::vector<double>& sum_dy, const torch::Tensor& 
   return torch::tensor(sum_dy, torch::kDouble).to(like.options());
 }
 
-}  // namespace nn_detail
+}  // namespace loss_detail
 }  // namespace mgd

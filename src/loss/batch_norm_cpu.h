@@ -14,7 +14,7 @@
 #include <vector>
 
 namespace mgd {
-namespace nn_detail {
+namespace loss_detail {
 
 inline bool cpu_has_avx2_fma() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -61,5 +61,5 @@ torch::Tensor weight_grad(const std::vector<double>& dot, const double* invstd,
                           const torch::Tensor& weight);
 torch::Tensor bias_grad(const std::vector<double>& sum_dy, const torch::Tensor& like);
 
-}  // namespace nn_detail
+}  // namespace loss_detail
 }  // namespace mgd

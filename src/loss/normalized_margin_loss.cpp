@@ -11,6 +11,7 @@
 
 #include "../reducers/amp_kernel.h"
 #include "batch_norm_cpu.h"
+#include "margin_kernel.h"
 #include "mgd/loss/loss.h"
 #include "mgd/reducers/amp.h"
 
@@ -18,7 +19,7 @@ namespace mgd {
 namespace functional {
 namespace {
 
-using nn_detail::hsum;
+using loss_detail::hsum;
 
 // One plane: D = the masked difference of y = x * alpha + beta against max(R, m), as
 // margin_loss computes it, where R is the AMP selection over the k source planes src (k = 1:
@@ -28,10 +29,8 @@ double forward_plane(const T* x, const T* const* src, int64_t k, T alpha, T beta
                      int64_t begin, int64_t n) {
   double sum = 0;
   for (int64_t e = begin; e < n; ++e) {
-    const T y = x[e] * alpha + beta;
-    const T target = std::max(reducer_detail::amp_select(src, k, e), m);
-    const T d = y - target;
-    const T kept = (y > target || target > T(0)) ? d : d * T(0);
+    const T kept = loss_detail::masked_difference(x[e] * alpha + beta,
+                                                  reducer_detail::amp_select(src, k, e), m);
     out[e] = kept;
     sum += static_cast<double>(kept) * static_cast<double>(kept);
   }
@@ -43,17 +42,12 @@ __attribute__((target("avx2,fma"))) double forward_plane_avx2(const float* x,
                                                               float alpha, float beta, float m,
                                                               float* out, int64_t n) {
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), vm = _mm256_set1_ps(m);
-  const __m256 zero = _mm256_setzero_ps();
   __m256d s0 = _mm256_setzero_pd(), s1 = s0;
   int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
     const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + e), va), vb);
-    // std::max(r, m): max_ps(m, r) is m > r ? m : r.
-    const __m256 target = _mm256_max_ps(vm, reducer_detail::amp_select8(src, k, e));
-    const __m256 d = _mm256_sub_ps(y, target);
-    const __m256 keep = _mm256_or_ps(_mm256_cmp_ps(y, target, _CMP_GT_OQ),
-                                     _mm256_cmp_ps(target, zero, _CMP_GT_OQ));
-    const __m256 kept = _mm256_blendv_ps(_mm256_mul_ps(d, zero), d, keep);
+    const __m256 kept =
+        loss_detail::masked_difference8(y, reducer_detail::amp_select8(src, k, e), vm);
     _mm256_storeu_ps(out + e, kept);
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(kept));
     const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(kept, 1));
@@ -84,16 +78,16 @@ struct NormalizedMarginLossFunction
     auto m = margin.to(torch::kCPU, x.scalar_type()).contiguous();
     auto d = torch::empty_like(x, torch::MemoryFormat::Contiguous);
     std::vector<double> partial(static_cast<size_t>(batch * channels), 0.0);
-    const bool simd = nn_detail::cpu_has_avx2_fma();
+    const bool simd = loss_detail::cpu_has_avx2_fma();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "normalized_margin_loss", [&] {
       std::vector<scalar_t> alpha, beta;
-      nn_detail::affine_terms<scalar_t>(weight, bias, mean.data_ptr<double>(),
+      loss_detail::affine_terms<scalar_t>(weight, bias, mean.data_ptr<double>(),
                                         invstd.data_ptr<double>(), channels, &alpha, &beta);
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       const scalar_t* mg = m.data_ptr<scalar_t>();
       scalar_t* dp = d.data_ptr<scalar_t>();
-      at::parallel_for(0, batch * channels, nn_detail::plane_grain(plane),
+      at::parallel_for(0, batch * channels, loss_detail::plane_grain(plane),
                        [&](int64_t begin, int64_t end) {
         std::vector<const scalar_t*> src(static_cast<size_t>(k));
         for (int64_t p = begin; p < end; ++p) {
@@ -126,14 +120,14 @@ struct NormalizedMarginLossFunction
     const auto &x = saved[0], &d = saved[1], &weight = saved[2], &mean = saved[3],
                &invstd = saved[4];
     std::vector<double> sum_dy, dot;
-    auto gx = nn_detail::backward(d, 2.0 * grads[0].item<double>(), x, weight,
+    auto gx = loss_detail::backward(d, 2.0 * grads[0].item<double>(), x, weight,
                                   mean.data_ptr<double>(), invstd.data_ptr<double>(),
                                   ctx->saved_data["batch_stats"].toBool(),
                                   ctx->needs_input_grad(0), &sum_dy, &dot);
     torch::Tensor gw, gb;
     if (weight.defined() && ctx->needs_input_grad(1))
-      gw = nn_detail::weight_grad(dot, invstd.data_ptr<double>(), weight);
-    if (weight.defined() && ctx->needs_input_grad(2)) gb = nn_detail::bias_grad(sum_dy, weight);
+      gw = loss_detail::weight_grad(dot, invstd.data_ptr<double>(), weight);
+    if (weight.defined() && ctx->needs_input_grad(2)) gb = loss_detail::bias_grad(sum_dy, weight);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor()};
   }
@@ -150,7 +144,7 @@ torch::Tensor apply_fused(torch::nn::BatchNorm2d& bn, const torch::Tensor& stude
                           const torch::Tensor& margin) {
   auto x = student.contiguous();
   torch::Tensor mean, invstd;
-  nn_detail::normalizing_statistics(bn, x.detach(), &mean, &invstd);
+  loss_detail::normalizing_statistics(bn, x.detach(), &mean, &invstd);
   const bool affine = bn->options.affine();
   return NormalizedMarginLossFunction::apply(
       x, affine ? bn->weight : torch::Tensor(), affine ? bn->bias : torch::Tensor(),
@@ -167,7 +161,7 @@ void check_student(const torch::Tensor& student) {
 torch::Tensor normalized_margin_loss(torch::nn::BatchNorm2d& bn, const torch::Tensor& student,
                                      const torch::Tensor& teacher, const torch::Tensor& margin) {
   check_student(student);
-  if (!nn_detail::fusable(bn, student) || !teacher.is_cpu())
+  if (!loss_detail::fusable(bn, student) || !teacher.is_cpu())
     return margin_loss(bn->forward(student), teacher, margin);
   TORCH_CHECK(student.sizes() == teacher.sizes(), "margin_loss: student map ", student.sizes(),
               " and reduced teacher map ", teacher.sizes(), " must have the same shape");
@@ -181,7 +175,7 @@ torch::Tensor normalized_margin_loss_amp(torch::nn::BatchNorm2d& bn, const torch
                                          const torch::Tensor& margins,
                                          const torch::Tensor& index) {
   check_student(student);
-  if (!nn_detail::fusable(bn, student) || !teacher.is_cpu() ||
+  if (!loss_detail::fusable(bn, student) || !teacher.is_cpu() ||
       teacher.scalar_type() != student.scalar_type()) {
     Reduced r;
     {
