@@ -17,6 +17,7 @@
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
+#include "mgd/util/messages.h"
 #include "options_binding.h"
 
 namespace {
@@ -67,6 +68,7 @@ void print_summary(const mgd::training::RunSummary& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mgd::install_warning_handler();  // "mgd: warning: ...", no logging banner
   CLI::App app(kDescription, "mgd");
   app.require_subcommand(1);
   app.set_version_flag("--version", "mgd 0.1.0");

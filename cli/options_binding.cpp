@@ -216,6 +216,11 @@ void add_run_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("-o,--output-dir", o.output_dir, "Where checkpoints, metrics and TensorBoard events go")
       ->group("Run");
   b.add("--resume", o.resume, "Continue the run saved in this checkpoint")->group("Run");
+  b.flag("--overwrite", o.overwrite,
+         "Start a new run in an output directory that holds another run's files, replacing them "
+         "(at the new run's first checkpoint)",
+         "overwrite")
+      ->group("Run");
   b.add("--checkpoint-every", o.checkpoint_every,
         "Also write the checkpoint every N steps, to resume inside an epoch (0: at epoch ends only)")
       ->group("Run");

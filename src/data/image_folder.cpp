@@ -1,4 +1,5 @@
 #include "mgd/data/image_folder.h"
+#include "mgd/util/messages.h"
 
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
@@ -124,9 +125,9 @@ FolderIndex scan_image_folder(const std::string& dir) {
                 return paths;
               }()));
   if (skipped > 0) {
-    TORCH_WARN("ImageFolder: ", skipped, " image files in ", dir,
+    mgd::warn(c10::str("ImageFolder: ", skipped, " image files in ", dir,
                " are of types mgd does not decode (.bmp, .ppm, .pgm, .tif, .webp) and are left out;"
-               " torchvision's ImageFolder would include them, so sample indices differ from it");
+               " torchvision's ImageFolder would include them, so sample indices differ from it"));
   }
   return index;
 }
@@ -275,10 +276,11 @@ Example ImageFolderDataset::get_into(int64_t index, Rng& rng, const torch::Tenso
         corrupt_.insert(i);
         count = static_cast<int64_t>(corrupt_.size());
       }
-      TORCH_WARN("ImageFolder: skipping unreadable image (", count,
-                 " so far; the next readable "
-                 "sample is used in its place): ",
-                 last_error);
+      mgd::warn(c10::str("ImageFolder: skipping an unreadable image (", count,
+                         " so far; the next readable sample is used in its place): ",
+                         last_error));
+      TORCH_CHECK(count < size(), "ImageFolder: none of the ", size(), " images in ", dir_,
+                  " can be read; the last error: ", last_error);
       continue;
     }
     // Errors of the transforms are not the file's fault: they propagate.
@@ -286,7 +288,13 @@ Example ImageFolderDataset::get_into(int64_t index, Rng& rng, const torch::Tenso
     rng = attempt_rng;
     return {transform_.finish(image, into), index_.samples[i].second};
   }
-  TORCH_CHECK(false, "ImageFolder: ", options_.max_substitutions(),
+  {
+    std::lock_guard<std::mutex> lock(corrupt_mutex_);
+    TORCH_CHECK(static_cast<int64_t>(corrupt_.size()) < size(), "ImageFolder: none of the ",
+                size(), " images in ", dir_, " can be read",
+                (last_error.empty() ? std::string() : "; the last error: " + last_error));
+  }
+  TORCH_CHECK(false, "ImageFolder: ", std::min<int64_t>(options_.max_substitutions(), size()),
               " consecutive unreadable samples from index ", index, " in ", dir_,
               (last_error.empty() ? std::string() : "; last error: " + last_error));
 }

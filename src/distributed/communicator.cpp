@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <cstdlib>
+
+#include "mgd/training/interrupt.h"
 #include <string>
 #include <thread>
 
@@ -41,6 +43,28 @@ std::string where(const WorldInfo& w) {
          ", rendezvous " + w.master_addr + ":" + std::to_string(w.master_port);
 }
 
+// Waits for `works` like Work::wait(), but a pending stop (SIGINT/SIGTERM) is honoured
+// within training::kCollectiveStopGraceSeconds even when another rank never arrives.
+void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const WorldInfo& world,
+              const char* what) {
+  const double start = training::monotonic_seconds();
+  for (auto& w : works) {
+    for (;;) {
+      try {
+        w->wait(std::chrono::milliseconds(100));
+        break;
+      } catch (const std::exception&) {
+        if (w->isCompleted()) throw;  // a real failure; only our slice ran out otherwise
+      }
+      if (training::stop_grace_expired(start)) {
+        training::exit_for_stop(std::string("waiting for the other ranks in the ") + what +
+                                " (" + where(world) +
+                                "); they did not join it. The last checkpoint is kept");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Communicator::Communicator(WorldInfo world, CommunicatorOptions options)
@@ -58,19 +82,25 @@ std::shared_ptr<Communicator> Communicator::create(const WorldInfo& world,
   if (!world.distributed()) return comm;
   const auto timeout = to_ms(options.timeout_seconds());
 
-  // Rendezvous: rank 0 serves the store; the others connect (retrying until the timeout).
+  // A signal while waiting for the other ranks ends the process at once (nothing to save).
+  training::RendezvousScope waiting("waiting for the other ranks to join (" + where(world) + ")");
+  // Rendezvous: rank 0 serves the store -- unless torchrun's agent serves it already (its
+  // static rendezvous) -- and the others connect, retrying until the timeout.
   c10d::TCPStoreOptions store_opts;
   store_opts.port = static_cast<uint16_t>(world.master_port);
-  store_opts.isServer = world.rank == 0;
+  store_opts.isServer = world.rank == 0 && !world.agent_store;
   store_opts.numWorkers = static_cast<size_t>(world.world_size);
   store_opts.waitWorkers = false;  // the world-size check below waits, with a clearer error
   store_opts.timeout = timeout;
   c10::intrusive_ptr<c10d::Store> store;
   try {
     store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, store_opts);
+    // Keys of one attempt only: torchrun's store outlives a restarted attempt.
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        "mgd/attempt_" + std::to_string(world.restart_count), store);
   } catch (const std::exception& e) {
     const std::string what = e.what();
-    TORCH_CHECK(world.rank != 0, "Rank 0 cannot serve the rendezvous on ", world.master_addr, ":",
+    TORCH_CHECK(!store_opts.isServer, "Rank 0 cannot serve the rendezvous on ", world.master_addr, ":",
                 world.master_port, " (is the port in use, or the address not this machine's?): ",
                 what.substr(0, what.find('\n')));
     TORCH_CHECK(false, "Cannot reach the rendezvous server (rank 0) at ", world.master_addr, ":",
@@ -151,7 +181,7 @@ void Communicator::all_reduce_sum(std::vector<torch::Tensor> tensors, const char
       std::vector<at::Tensor> one{t};
       works.push_back(impl_->group->allreduce(one, c10d::AllreduceOptions{}));
     }
-    for (auto& w : works) w->wait();
+    wait_all(works, world_, what);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "Distributed ", what, " failed on ", where(world_),
                 ": another rank died, hung for more than ", options_.timeout_seconds(),
@@ -169,7 +199,7 @@ void Communicator::broadcast(std::vector<torch::Tensor> tensors, int64_t root, c
       opts.rootRank = root;
       works.push_back(impl_->group->broadcast(one, opts));
     }
-    for (auto& w : works) w->wait();
+    wait_all(works, world_, what);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "Distributed ", what, " failed on ", where(world_),
                 ": another rank died, hung for more than ", options_.timeout_seconds(),

@@ -84,6 +84,15 @@ WorldInfo detect_world(const std::function<const char*(const char*)>& lookup_fn)
     TORCH_CHECK(w.source != "torchrun" || w.world_size == 1,
                 "RANK and WORLD_SIZE are set but MASTER_PORT is not");
   }
+  if (w.source == "torchrun") {
+    if (const char* agent = get("TORCHELASTIC_USE_AGENT_STORE")) {
+      const std::string v = agent;
+      w.agent_store = v == "True" || v == "true" || v == "1";
+    }
+    if (const char* restarts = get("TORCHELASTIC_RESTART_COUNT"); restarts && *restarts) {
+      w.restart_count = parse_int("TORCHELASTIC_RESTART_COUNT", restarts, 0);
+    }
+  }
   return w;
 }
 

@@ -17,6 +17,7 @@
 
 #include "mgd/logging/crc32c.h"
 #include "mgd/logging/image.h"
+#include "mgd/util/messages.h"
 
 namespace mgd::logging {
 namespace {
@@ -137,7 +138,7 @@ RecordWriter::~RecordWriter() {
   try {
     flush();
   } catch (const c10::Error& e) {
-    TORCH_WARN(e.what_without_backtrace());
+    mgd::warn(e.what_without_backtrace());
   }
   if (fd_ >= 0) ::close(fd_);
 }
@@ -186,7 +187,7 @@ struct EventWriter::Impl {
     wake.notify_all();
     flusher.join();
     std::lock_guard<std::mutex> lock(mutex);
-    if (!pending_error.empty()) TORCH_WARN(pending_error);
+    if (!pending_error.empty()) mgd::warn(pending_error);
     // records' destructor flushes and warns on failure.
   }
 

@@ -229,9 +229,11 @@ bool MetricsLog::failed() const {
 }
 
 void MetricsLog::write(const std::string& kind, int64_t epoch, int64_t step,
-                       const Metrics& values) {
+                       const Metrics& values, double time) {
   using namespace std::chrono;
-  const double now = duration<double>(system_clock::now().time_since_epoch()).count();
+  const double now = std::isnan(time)
+                         ? duration<double>(system_clock::now().time_since_epoch()).count()
+                         : time;
   const std::string line =
       metrics_json_line(kind, epoch, step, std::round(now * 1000.0) / 1000.0, values) + "\n";
   std::lock_guard<std::mutex> lock(mutex_);

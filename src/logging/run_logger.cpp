@@ -12,10 +12,11 @@ RunLogger::RunLogger(std::string run_dir, RunLoggerOptions options)
   if (options.tensorboard()) events_ = std::make_unique<EventWriter>(run_dir_, options.events());
 }
 
-void RunLogger::log(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values) {
+void RunLogger::log(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values,
+                    double time) {
   // The JSON line first: it validates the names, and it is the record that must not be lost
   // if TensorBoard output fails.
-  metrics_->write(kind, epoch, step, values);
+  metrics_->write(kind, epoch, step, values, time);
   if (!events_) return;
   std::vector<std::pair<std::string, double>> scalars;
   for (const auto& [name, value] : values) {

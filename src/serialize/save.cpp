@@ -473,6 +473,12 @@ void link_or_copy_file(const std::string& from, const std::string& to) {
   file.commit();
 }
 
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  AtomicFile file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
+}
+
 void save_file(const std::string& path, const Value& value) {
   Pickler pickler(path);
   pickler.dump(value);  // errors in the value surface before the disk is touched

@@ -73,6 +73,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   const auto& m = state.epoch_meter;
   ckpt.insert_or_assign("epoch_meter", Value::list({Value(m.count), Value(m.top1), Value(m.top5),
                                                     Value(m.loss_sum)}));
+  ckpt.insert_or_assign("metrics_bytes", state.metrics_bytes);
   serialize::save_file(path, Value(std::move(ckpt)));
 }
 
@@ -105,6 +106,7 @@ TrainingState load_checkpoint(const std::string& path, torch::nn::Module& model,
     s.epoch_meter.top5 = m[2].to_int();
     s.epoch_meter.loss_sum = m[3].to_double();
   }
+  if (v.contains("metrics_bytes")) s.metrics_bytes = v.at("metrics_bytes").to_int();
   try {
     serialize::load_state_dict_into(model, serialize::to_state_dict(v.at("state_dict"), {}, path));
   } catch (const c10::Error& e) {

@@ -189,9 +189,11 @@ void Engine::open_data() {
     if (uses_mgd(o_.method)) tracking_set_ = data::make_dataset(opts("train", false));
     const int64_t n = o_.train_subset > 0 ? std::min(o_.train_subset, train_set_->size())
                                           : train_set_->size();
+    const std::string root = o_.data_root.empty() ? data::default_root(o_.data_format) : o_.data_root;
     TORCH_CHECK(o_.batch_size <= n, "Batch size ", o_.batch_size, " is larger than the ", n,
-                " training images of ", o_.data_format, " at '", o_.data_root,
-                "' (every epoch would be empty)");
+                " training images of ", o_.data_format,
+                root.empty() ? std::string() : " at '" + root + "'",
+                " (every epoch would be empty)");
   }
 }
 
@@ -364,6 +366,7 @@ std::string Engine::config_text() const {
     << "device: " << o_.device << "\n"
     << "threads: " << threads_ << "\n"
     << "output_dir: " << o_.output_dir << "\n"
+
     << "print_freq: " << o_.print_freq << "\n"
     << "checkpoint_every: " << o_.checkpoint_every << "\n"
     << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n"
@@ -379,6 +382,15 @@ void Engine::write_checkpoint(bool is_best) {
   torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
   std::string target = path;
   try {
+    if (!log_->committed()) {
+      // The run's first checkpoint: from now on the directory is this run's. Until here it
+      // was left as it was, so a run failing earlier destroys nothing.
+      target = (fs::path(o_.output_dir) / "config.yaml").string();
+      serialize::write_file_atomically(target, state_.config);
+      log_->commit();
+      target = path;
+    }
+    state_.metrics_bytes = log_->metrics_bytes();
     save_checkpoint(path, *student_, d, sgd_->momentum_buffers(), state_);
     std::ostringstream saved;
     saved << "epoch " << state_.epoch + (state_.batch > 0 ? 1 : 0);
@@ -408,9 +420,34 @@ void Engine::write_checkpoint(bool is_best) {
   }
 }
 
+// The files by which a directory is known to hold a run.
+std::vector<std::string> run_files_in(const fs::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const char* name : {"checkpoint.pth", "best.pth", "config.yaml", "metrics.jsonl"}) {
+    if (fs::exists(dir / name, ec)) found.emplace_back(name);
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("events.out.tfevents.", 0) == 0) {
+      found.emplace_back("TensorBoard events");
+      break;
+    }
+  }
+  return found;
+}
+
 void Engine::prepare_output_dir() {
   const fs::path dir(o_.output_dir);
   std::error_code ec;
+  if (o_.resume.empty() && !o_.overwrite && fs::is_directory(dir, ec)) {
+    // Never clobber another run: its weights may be all that is left of days of training.
+    const auto found = run_files_in(dir);
+    TORCH_CHECK(found.empty(), "The output directory '", o_.output_dir, "' holds another run (",
+                c10::Join(", ", found), "). Continue it with --resume ",
+                (dir / "checkpoint.pth").string(),
+                ", or pass --overwrite to replace it (or choose another --output-dir)");
+  }
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, "Cannot create the output directory '", o_.output_dir, "': ", ec.message());
   // Fail now, not after an epoch, when checkpoints cannot be written there.
@@ -430,7 +467,8 @@ void Engine::prepare_output_dir() {
   // Temporary files of checkpoint writes that a killed process left behind.
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const auto name = entry.path().filename().string();
-    if (name.rfind(".checkpoint.pth.tmp.", 0) == 0 || name.rfind(".best.pth.tmp.", 0) == 0) {
+    if (name.rfind(".checkpoint.pth.tmp.", 0) == 0 || name.rfind(".best.pth.tmp.", 0) == 0 ||
+        name.rfind(".config.yaml.tmp.", 0) == 0) {
       fs::remove(entry.path(), ec);
     }
   }
@@ -492,17 +530,15 @@ RunSummary Engine::train() {
   distributed::GradientAverager averager(params, comm_, o_.bucket_mb << 20);
   // Logging, metrics, progress and checkpoints: rank 0 only.
   if (main_rank) {
-    log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, /*append=*/!o_.resume.empty());
+    const RunDirMode mode = !o_.resume.empty() ? RunDirMode::kResume
+                            : o_.overwrite     ? RunDirMode::kOverwrite
+                                               : RunDirMode::kNew;
+    log_ = std::make_unique<RunLog>(o_.output_dir, o_.print_freq, mode, state_.metrics_bytes);
     if (!o_.resume.empty()) {
       std::cerr << "resuming '" << o_.resume << "' at epoch " << state_.epoch + 1;
       if (state_.batch > 0) std::cerr << ", batch " << state_.batch + 1;
       std::cerr << " (" << state_.global_step << " steps done)\n";
     }
-  }
-  if (main_rank) {
-    std::ofstream cfg(fs::path(o_.output_dir) / "config.yaml");
-    cfg << state_.config;
-    TORCH_CHECK(cfg.good(), "Cannot write the run configuration into '", o_.output_dir, "'");
   }
 
   LrSchedule lr;
@@ -559,6 +595,7 @@ RunSummary Engine::train() {
         auto x = batch.images.to(device_);
         auto y = batch.labels.to(device_);
         StepLosses parts;
+        std::vector<bool> distilled;  // per position: a NaN there is a loss, not "not distilled"
         torch::Tensor logits, loss;
         if (distiller_) {
           auto out = distiller_->forward(x);
@@ -569,6 +606,7 @@ RunSummary Engine::train() {
           parts.task = ce.item<double>();
           parts.distill = d.item<double>();
           for (size_t i = 0; i < out.position_losses.size(); ++i) {
+            distilled.push_back(out.position_losses[i].defined());
             parts.positions.push_back(out.position_losses[i].defined()
                                           ? out.position_losses[i].item<double>() /
                                                 static_cast<double>(x.size(0)) / o_.loss_factor
@@ -611,7 +649,7 @@ RunSummary Engine::train() {
           if (distiller_) {
             what << ", distillation " << parts.distill;
             for (size_t i = 0; i < parts.positions.size(); ++i) {
-              if (!std::isnan(parts.positions[i]) || !std::isfinite(parts.positions[i])) {
+              if (distilled[i]) {
                 what << ", position " << i << " " << parts.positions[i];
               }
             }
@@ -621,8 +659,17 @@ RunSummary Engine::train() {
             if (log_) log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
             continue;
           }
-          TORCH_CHECK(false, what.str(), ". The last good checkpoint is kept in '", o_.output_dir,
-                      "'; lower the learning rate or pass --skip-nonfinite.");
+          what << ". ";
+          if (!last_saved_.empty()) {
+            what << "The last good checkpoint (" << last_saved_ << ") is kept in '"
+                 << o_.output_dir << "'";
+          } else if (!o_.resume.empty()) {
+            what << "No checkpoint was written since '" << o_.resume
+                 << "', which is kept as it was";
+          } else {
+            what << "No checkpoint was written; '" << o_.output_dir << "' is left as it was";
+          }
+          TORCH_CHECK(false, what.str(), "; lower the learning rate or pass --skip-nonfinite.");
         }
         sgd_->zero_grad();
         loss.backward();

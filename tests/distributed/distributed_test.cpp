@@ -30,6 +30,8 @@
 #include "mgd/distributed/environment.h"
 #include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
 #include "support/synthetic_data.h"
@@ -491,4 +493,174 @@ TEST(DistributedFailure, RendezvousErrorsAreClear) {
       << read(dir + "/ws1.log");
   EXPECT_NE(read(dir + "/ws0.log").find("Only 1 of 2 processes joined"), std::string::npos)
       << read(dir + "/ws0.log");
+}
+
+// --- torchrun as the README documents it, and signals while waiting on other ranks ---
+
+namespace torchrun {
+
+bool available() {
+  return std::system("/usr/bin/python3 -c 'import torch.distributed.run' >/dev/null 2>&1") == 0;
+}
+
+std::vector<std::string> distill_args(const std::string& out) {
+  return {"distill",
+          "--arch",
+          "resnet20",
+          "--teacher-arch",
+          "wrn_16_2",
+          "--teacher-checkpoint",
+          std::string(MGD_SOURCE_DIR) + "/recipes/fashion_mnist_teacher.pth",
+          "--data-root",
+          data_dir(),
+          "--epochs",
+          "1",
+          "--batch-size",
+          "16",
+          "--tracking-images",
+          "64",
+          "--update-iters",
+          "2",
+          "--threads",
+          "1",
+          "--workers",
+          "0",
+          "--seed",
+          "5",
+          "--dist-timeout",
+          "60",
+          "-o",
+          out};
+}
+
+// The weights, buffers and distiller state (matchings, margins, norms) of two checkpoints are
+// identical.
+void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
+  const auto a = mgd::serialize::load_file(a_path);
+  const auto b = mgd::serialize::load_file(b_path);
+  EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int());
+  for (const char* key : {"state_dict", "distiller"}) {
+    const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
+    const auto sa = mgd::serialize::to_state_dict(a.at(key), opts, a_path);
+    const auto sb = mgd::serialize::to_state_dict(b.at(key), opts, b_path);
+    ASSERT_EQ(sa.size(), sb.size()) << key;
+    for (const auto& item : sa) {
+      ASSERT_TRUE(sb.contains(item.key())) << key << " " << item.key();
+      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << b_path << ": " << item.key();
+    }
+  }
+}
+
+// True once `pid` catches SIGTERM (mgd has installed its stop handlers).
+bool catches_sigterm(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigCgt:", 0) == 0) {
+      const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      return (mask >> (SIGTERM - 1)) & 1ULL;
+    }
+  }
+  return false;
+}
+
+void wait_for_handlers(pid_t pid) {
+  const auto t0 = Clock::now();
+  while (!catches_sigterm(pid) && Clock::now() - t0 < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace torchrun
+
+TEST(DistributedCli, TorchrunInBothRendezvousModesEqualsMgdLaunch) {
+  if (!torchrun::available()) GTEST_SKIP() << "/usr/bin/python3 has no torch.distributed.run";
+  const auto dir = work_dir() + "/torchrun";
+  fs::create_directories(dir);
+  const auto mgd_args = [&](const std::string& out) { return torchrun::distill_args(dir + out); };
+  // mgd's own launcher.
+  std::vector<std::string> launch = {MGD_CLI, "launch", "--nproc-per-node", "2", "--master-port",
+                                     std::to_string(mgd::distributed::free_port()), "--"};
+  for (const auto& a : mgd_args("/launch")) launch.push_back(a);
+  ASSERT_EQ(wait_exit(spawn(launch, {}, dir + "/launch.log"), 300), 0) << read(dir + "/launch.log");
+  // Debian's torchrun (flags with underscores), its default static rendezvous: the launcher
+  // serves the store itself (TORCHELASTIC_USE_AGENT_STORE=True). Its default "--redirects 0
+  // --tee 0" crashes the launcher on Python 3.11 (an IntFlag change PyTorch 1.13 predates);
+  // "2" (stderr to a file, teed back to the console) is the spelling that runs.
+  std::vector<std::string> fixed = {"/usr/bin/python3", "-m", "torch.distributed.run",
+                                    "--redirects", "2", "--tee", "2",
+                                    "--no_python", "--nproc_per_node", "2", "--master_port",
+                                    std::to_string(mgd::distributed::free_port()), MGD_CLI};
+  for (const auto& a : mgd_args("/static")) fixed.push_back(a);
+  ASSERT_EQ(wait_exit(spawn(fixed, {}, dir + "/static.log"), 300), 0) << read(dir + "/static.log");
+  // --standalone: the c10d rendezvous backend; rank 0 serves the workers' store.
+  std::vector<std::string> standalone = {"/usr/bin/python3", "-m", "torch.distributed.run",
+                                         "--redirects", "2", "--tee", "2",
+                                         "--no_python", "--standalone", "--nproc_per_node", "2",
+                                         MGD_CLI};
+  for (const auto& a : mgd_args("/c10d")) standalone.push_back(a);
+  ASSERT_EQ(wait_exit(spawn(standalone, {}, dir + "/c10d.log"), 300), 0)
+      << read(dir + "/c10d.log");
+  for (const char* run : {"/static", "/c10d"}) {
+    const auto log = read(dir + run + ".log");
+    EXPECT_NE(log.find("final top-1"), std::string::npos) << log;
+    EXPECT_EQ(log.find("final top-1"), log.rfind("final top-1")) << "only rank 0 reports\n" << log;
+    torchrun::expect_same_checkpoint(dir + "/launch/checkpoint.pth",
+                                     dir + run + "/checkpoint.pth");
+  }
+}
+
+TEST(DistributedFailure, SignalsEndEveryWaitOnOtherRanksWithinTwoSeconds) {
+  const auto dir = work_dir() + "/signals";
+  fs::create_directories(dir);
+  // Waits at most 2 s for `pid` after `signal`; its status, or -1.
+  auto stop = [](pid_t pid, int signal, double* seconds) {
+    ::kill(pid, signal);
+    return wait_exit(pid, 2.0, seconds);
+  };
+  double seconds = 0;
+  // Rank 1 trying to reach a rank 0 that never comes.
+  {
+    const int port = mgd::distributed::free_port();
+    const pid_t r1 = spawn(cli_train(dir + "/a", 1, 60), rank_env(1, 2, port), dir + "/a.log");
+    torchrun::wait_for_handlers(r1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(stop(r1, SIGTERM, &seconds), 128 + SIGTERM) << read(dir + "/a.log");
+    EXPECT_NE(read(dir + "/a.log").find("mgd: error: stopped by SIGTERM while waiting for the "
+                                        "other ranks to join (rank 1 of 2"),
+              std::string::npos)
+        << read(dir + "/a.log");
+  }
+  // Rank 0 serving the rendezvous, waiting for a rank 1 that never comes.
+  {
+    const int port = mgd::distributed::free_port();
+    const pid_t r0 = spawn(cli_train(dir + "/b", 1, 60), rank_env(0, 2, port), dir + "/b.log");
+    torchrun::wait_for_handlers(r0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(stop(r0, SIGINT, &seconds), 128 + SIGINT) << read(dir + "/b.log");
+    EXPECT_NE(read(dir + "/b.log").find("mgd: error: stopped by SIGINT while waiting"),
+              std::string::npos)
+        << read(dir + "/b.log");
+    EXPECT_EQ(read(dir + "/b.log").find("Interrupted system call"), std::string::npos);
+  }
+  // Two ranks training; rank 1 freezes (SIGSTOP), so rank 0 waits in a collective forever.
+  {
+    const int port = mgd::distributed::free_port();
+    const auto args = cli_train(dir + "/c", 50, 60);
+    const pid_t r0 = spawn(args, rank_env(0, 2, port), dir + "/c0.log");
+    const pid_t r1 = spawn(args, rank_env(1, 2, port), dir + "/c1.log");
+    const auto t0 = Clock::now();
+    while (!fs::exists(dir + "/c/checkpoint.pth") && Clock::now() - t0 < std::chrono::seconds(120)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(r1, SIGSTOP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(stop(r0, SIGTERM, &seconds), 128 + SIGTERM) << read(dir + "/c0.log");
+    EXPECT_NE(read(dir + "/c0.log").find("mgd: error: stopped by SIGTERM while waiting for the "
+                                         "other ranks in the "),
+              std::string::npos)
+        << read(dir + "/c0.log");
+    ::kill(r1, SIGKILL);
+    ::waitpid(r1, nullptr, 0);
+  }
 }

@@ -55,6 +55,18 @@ inline int wait_exit(pid_t pid) {
   return -1;
 }
 
+/// Non-blocking wait: true (and `*status` as wait_exit() gives it) once `pid` has ended.
+inline bool try_wait(pid_t pid, int* status) {
+  int raw = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid, &raw, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid) return false;
+  *status = WIFEXITED(raw) ? WEXITSTATUS(raw) : WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : -1;
+  return true;
+}
+
 /// Runs `argv` to completion.
 inline int run(const std::vector<std::string>& argv, const SpawnOptions& options = {}) {
   const pid_t pid = spawn(argv, options);

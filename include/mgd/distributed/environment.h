@@ -1,7 +1,8 @@
 // Where this process stands in a data-parallel job (spec 8): its rank, the world size and the
 // rendezvous address, read from the environment the way the usual launchers set it.
 //
-//   torchrun / mgd launch: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
+//   torchrun / mgd launch: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; torchrun's
+//                          TORCHELASTIC_USE_AGENT_STORE and TORCHELASTIC_RESTART_COUNT
 //   SLURM (srun):          SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; the master is
 //                          MASTER_ADDR or else the first host of SLURM_JOB_NODELIST
 //   Open MPI (mpirun):     OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK
@@ -22,6 +23,12 @@ struct WorldInfo {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string source = "none";  ///< "torchrun", "slurm", "openmpi" or "none"
+  /// torchrun's static rendezvous (TORCHELASTIC_USE_AGENT_STORE=True): the launcher itself
+  /// serves the store on MASTER_PORT, so rank 0 connects to it like every other rank.
+  bool agent_store = false;
+  /// torchrun's restart count (TORCHELASTIC_RESTART_COUNT): keys of a restarted attempt
+  /// must not meet the previous attempt's in the launcher's store.
+  int64_t restart_count = 0;
   bool distributed() const { return world_size > 1; }
 };
 

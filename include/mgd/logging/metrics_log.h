@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -92,8 +93,9 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
 
-  /// Writes one line, stamped with the current time.
-  void write(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values);
+  /// Writes one line, stamped with `time` (seconds since the Unix epoch; NaN: now).
+  void write(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values,
+             double time = std::numeric_limits<double>::quiet_NaN());
 
   /// <run_dir>/metrics.jsonl.
   const std::string& path() const { return path_; }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <limits>
 #include <string>
 
 #include "mgd/logging/event_writer.h"
@@ -35,7 +36,9 @@ class RunLogger {
 
   /// One metrics.jsonl line; every number (not strings or bools) also goes to TensorBoard as
   /// the scalar "<kind>/<name>" at `step`, all in one event.
-  void log(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values);
+  /// `time`: the line's stamp (seconds since the Unix epoch; NaN: now).
+  void log(const std::string& kind, int64_t epoch, int64_t step, const Metrics& values,
+           double time = std::numeric_limits<double>::quiet_NaN());
   /// An image to TensorBoard only (nothing when it is disabled); see EventWriter::add_image.
   void add_image(const std::string& tag, const torch::Tensor& image, int64_t step);
   /// Flushes the event file (metrics.jsonl is never buffered).

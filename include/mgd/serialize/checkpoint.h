@@ -56,6 +56,9 @@ void save_file(const std::string& path, const Value& value);
 /// renamed over `to`, which is left as it was on failure (a c10::Error names it).
 void link_or_copy_file(const std::string& from, const std::string& to);
 
+/// Writes `bytes` to `path` atomically, as save_file() does (a c10::Error names `path`).
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
 /// The bytes save_file() would write.
 std::string save_bytes(const Value& value);
 

@@ -34,6 +34,9 @@ struct TrainingState {
   torch::Tensor rng_state;  ///< CPU generator state (uint8)
   int64_t batch = 0;        ///< batches done in epoch `epoch` (inside an epoch: > 0)
   AccuracyMeter epoch_meter;  ///< training accuracy and loss of those batches
+  /// Size of the run's metrics.jsonl when this checkpoint was written (-1: unknown); a resumed
+  /// run cuts the lines its killed predecessor wrote after it.
+  int64_t metrics_bytes = -1;
 };
 
 /// Parameters and buffers of `module` whose names do not start with one of `exclude`.

@@ -24,6 +24,32 @@ int stop_signal() noexcept;
 /// Forgets a pending request (the engine does not; tests and embedding code may).
 void clear_stop() noexcept;
 
+/// Marks this process as waiting on other ranks for a rendezvous (connecting to the store,
+/// agreeing on the world, building the process group): while a scope is alive, a SIGINT or
+/// SIGTERM ends the process at once with status 128 + signal after printing
+/// "mgd: error: stopped by SIG... while <what>" -- there is nothing to save yet, and the
+/// library calls inside would otherwise keep retrying until their timeout.
+class RendezvousScope {
+ public:
+  explicit RendezvousScope(const std::string& what);
+  ~RendezvousScope();
+  RendezvousScope(const RendezvousScope&) = delete;
+  RendezvousScope& operator=(const RendezvousScope&) = delete;
+};
+
+/// Grace given to a collective once a stop is pending: the other ranks, signalled alike,
+/// normally arrive within it and the run stops together with a checkpoint.
+constexpr double kCollectiveStopGraceSeconds = 1.0;
+
+/// For code waiting on other ranks in a collective: true once a stop is pending and the wait
+/// has lasted kCollectiveStopGraceSeconds past max(`wait_start`, the signal's arrival).
+bool stop_grace_expired(double wait_start_seconds) noexcept;
+/// Seconds on the clock stop_grace_expired() uses (monotonic).
+double monotonic_seconds() noexcept;
+/// Prints "mgd: error: stopped by SIG... while <what>; ..." and ends the process at once with
+/// 128 + signal (a collective the other ranks never joined cannot be left cleanly).
+[[noreturn]] void exit_for_stop(const std::string& what) noexcept;
+
 /// Thrown by run_training once a requested stop has been honoured: `checkpoint` holds the
 /// state reached (empty on ranks other than 0). The process should exit non-zero.
 class Interrupted : public std::runtime_error {

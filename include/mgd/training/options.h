@@ -69,6 +69,7 @@ struct TrainOptions {
   int threads = 0;                        ///< 0: every core
   std::string output_dir = "runs/latest";
   std::string resume;                     ///< checkpoint to continue from
+  bool overwrite = false;                 ///< replace another run's files in output_dir
   int64_t checkpoint_every = 0;           ///< also checkpoint every N steps (0: at epoch ends only)
   bool evaluate_only = false;
   int64_t print_freq = 50;

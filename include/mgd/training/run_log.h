@@ -1,6 +1,10 @@
 // What a training run reports, and where: the progress display on stderr, metrics.jsonl and
 // TensorBoard event files in the run directory (mgd/logging). The engine calls these hooks;
 // they decide the formats.
+//
+// Nothing is written into the run directory before commit(), which the engine calls just
+// before the run's first checkpoint: until then the records wait in memory, so a run that
+// fails before it has saved anything leaves the directory exactly as it found it.
 #pragma once
 
 #include <cstdint>
@@ -23,11 +27,26 @@ struct StepLosses {
   std::vector<double> positions;     ///< per position, scaled like `distill`
 };
 
+/// How a run treats the files already in its directory when it commits.
+enum class RunDirMode {
+  kNew,        ///< a directory without another run's files
+  kOverwrite,  ///< another run's files, replaced (--overwrite): its metrics and events go
+  kResume,     ///< the run continues: metrics.jsonl cut back to the checkpoint, events kept
+};
+
 class RunLog {
  public:
-  /// `append`: continue an existing metrics.jsonl (a resumed run).
-  RunLog(const std::string& dir, int64_t print_freq, bool append);
+  /// `metrics_bytes` (kResume): metrics.jsonl's size when the resumed checkpoint was written
+  /// (-1: unknown, nothing is cut).
+  RunLog(const std::string& dir, int64_t print_freq, RunDirMode mode, int64_t metrics_bytes = -1);
   ~RunLog();
+
+  /// Applies `mode` to the directory and writes out every record held so far; later records
+  /// go straight to the files. Idempotent.
+  void commit();
+  bool committed() const;
+  /// metrics.jsonl's size now (after commit; -1 before).
+  int64_t metrics_bytes() const;
 
   void begin_epoch(int64_t epoch, int64_t epochs, int64_t batches);
   void step(int64_t epoch, int64_t batch, int64_t global_step, int64_t images, double lr,
