@@ -8,6 +8,7 @@
 // state of the uninterrupted one.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -37,14 +38,35 @@ class Reliability : public ::testing::Test {
     dir_ = new mgd::testing::TempDir("mgd-reliability");
     data_ = mgd::testing::make_synthetic_fashion_mnist(*dir_ / "data", 256, 64);
     reference_ = *dir_ / "reference";
-    ASSERT_EQ(mgd::testing::run(args(reference_), {reference_ + ".log"}), 0) << log(reference_);
+    // The uninterrupted run, timed: how long this build on this machine takes to its first
+    // checkpoint and per step afterwards. The kill test places its kills on that scale.
+    const auto t0 = Clock::now();
+    const pid_t pid = mgd::testing::spawn(args(reference_), {reference_ + ".log"});
+    ASSERT_GT(pid, 0);
+    int status = -1;
+    double first_checkpoint = -1;
+    while (!mgd::testing::try_wait(pid, &status)) {
+      if (first_checkpoint < 0 && !file_key(reference_ + "/checkpoint.pth").empty()) {
+        first_checkpoint = seconds_since(t0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(status, 0) << log(reference_);
+    const double total = seconds_since(t0);
+    const auto steps =
+        mgd::serialize::load_file(reference_ + "/checkpoint.pth").at("global_step").to_int();
+    ASSERT_GT(first_checkpoint, 0);
+    startup_seconds_ = first_checkpoint;
+    step_seconds_ = (total - first_checkpoint) / static_cast<double>(std::max<int64_t>(1, steps));
+    run_seconds_ = total;
   }
   static void TearDownTestSuite() {
     delete dir_;
     dir_ = nullptr;
   }
 
-  // The tiny run, writing into `out`; resumed from out/checkpoint.pth when there is one.
+  // The tiny run, writing into `out`; resumed from out/checkpoint.pth when there is one,
+  // started afresh (--overwrite) otherwise.
   // `every`: --checkpoint-every (0: at epoch ends only).
   static std::vector<std::string> args(const std::string& out, int epochs = 3, int every = 2) {
     std::vector<std::string> a = {
@@ -87,8 +109,26 @@ class Reliability : public ::testing::Test {
     if (fs::exists(out + "/checkpoint.pth")) {
       a.push_back("--resume");
       a.push_back(out + "/checkpoint.pth");
+    } else {
+      // A run killed while committing its first checkpoint leaves config.yaml and
+      // metrics.jsonl without one: start over.
+      a.push_back("--overwrite");
     }
     return a;
+  }
+
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  // The identity of the file at `path` ("" when there is none): a checkpoint is replaced by a
+  // rename, so each write gives a new inode and modification time.
+  static std::string file_key(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "";
+    return std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
   }
 
   static std::string log(const std::string& out) {
@@ -103,14 +143,6 @@ class Reliability : public ::testing::Test {
     std::stringstream s;
     s << in.rdbuf();
     return s.str();
-  }
-
-  // Waits (up to a minute) until `log` grows past `size`: the run has started.
-  static void wait_for_output(const std::string& log, uintmax_t size) {
-    for (int i = 0; i < 6000; ++i) {
-      if (fs::exists(log) && fs::file_size(log) > size) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
   }
 
   static int temp_files(const std::string& out) {
@@ -156,36 +188,69 @@ class Reliability : public ::testing::Test {
 
   static mgd::testing::TempDir* dir_;
   static std::string data_, reference_;
+  // The uninterrupted run of this build: seconds to its first checkpoint, per step after it,
+  // in all.
+  static double startup_seconds_, step_seconds_, run_seconds_;
 };
 
 mgd::testing::TempDir* Reliability::dir_ = nullptr;
 std::string Reliability::data_, Reliability::reference_;
+double Reliability::startup_seconds_ = 0, Reliability::step_seconds_ = 0,
+       Reliability::run_seconds_ = 0;
 
 TEST_F(Reliability, KilledAtRandomMomentsAndResumedEndsAsUninterrupted) {
   const std::string out = *dir_ / "killed";
-  // Kill points drawn from a fixed seed (MGD_KILL_SEED overrides it): one start in four is
-  // killed 0-0.5 s after the spawn (loading, startup), the others 0-0.9 s after the run's
-  // first output, whatever the machine's load: teacher evaluation, tracking passes, steps,
-  // checkpoint writes (one after every step here) and evaluations are all hit. At least 24
-  // kills, 16 of them with a checkpoint to resume from.
+  // Kill points follow the run's own progress, not the clock, so the verdict does not depend
+  // on the machine's speed (sanitizers, a slow VM): one start in four is killed at a random
+  // moment before its first checkpoint would be written (startup, loading, the teacher's
+  // evaluation, a tracking pass -- timed on the uninterrupted run of this build); the others
+  // once the run has written a new checkpoint, plus up to two steps (the kill then lands in
+  // a step, a tracking pass, an evaluation or the next checkpoint write; one is written after
+  // every step here). Kill points come from a fixed seed (MGD_KILL_SEED overrides it). At
+  // least 24 kills, 16 of them with a checkpoint to resume from. Should a run finish before
+  // that, it is checked and the next one starts afresh.
   const char* env_seed = std::getenv("MGD_KILL_SEED");
   std::mt19937 rng(env_seed ? static_cast<unsigned>(std::atoi(env_seed)) : 2020u);
-  std::uniform_int_distribution<int> early_ms(0, 500), late_ms(0, 900);
-  int starts = 0, kills = 0, during_write = 0, resumable = 0;
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  // Waits for a new checkpoint time out at many times the uninterrupted run's length.
+  const double patience = std::max(120.0, 20.0 * run_seconds_);
+  int starts = 0, kills = 0, during_write = 0, resumable = 0, finished = 0;
   std::set<int64_t> steps_resumed;
   while ((kills < 24 || resumable < 16) && starts < 100) {
-    const auto size_before = fs::exists(out + ".log") ? fs::file_size(out + ".log") : 0;
+    const std::string before = file_key(out + "/checkpoint.pth");
+    const auto t0 = Clock::now();
     const pid_t pid = mgd::testing::spawn(args(out, 3, /*every=*/1), {out + ".log"});
     ASSERT_GT(pid, 0);
+    int status = -1;
+    bool ended = false;
     if (starts++ % 4 == 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(early_ms(rng)));
+      const double at = unit(rng) * startup_seconds_;
+      while (!(ended = mgd::testing::try_wait(pid, &status)) && seconds_since(t0) < at) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     } else {
-      wait_for_output(out + ".log", size_before);
-      std::this_thread::sleep_for(std::chrono::milliseconds(late_ms(rng)));
+      while (!(ended = mgd::testing::try_wait(pid, &status)) &&
+             file_key(out + "/checkpoint.pth") == before) {
+        ASSERT_LT(seconds_since(t0), patience) << "no new checkpoint\n" << log(out);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      const auto t1 = Clock::now();
+      const double at = unit(rng) * 2.0 * step_seconds_;
+      while (!ended && !(ended = mgd::testing::try_wait(pid, &status)) && seconds_since(t1) < at) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
-    ::kill(pid, SIGKILL);
-    const int status = mgd::testing::wait_exit(pid);
-    if (status == 0) continue;  // finished before the kill: not a kill point
+    if (!ended) {
+      ::kill(pid, SIGKILL);
+      status = mgd::testing::wait_exit(pid);
+    }
+    if (status == 0) {  // finished before the kill: check it, then start again from nothing
+      ++finished;
+      expect_same_as_reference(out + "/checkpoint.pth");
+      fs::remove_all(out);
+      fs::remove(out + ".log");
+      continue;
+    }
     ASSERT_EQ(status, 128 + SIGKILL) << log(out);
     ++kills;
     if (temp_files(out) > 0) ++during_write;
@@ -204,10 +269,14 @@ TEST_F(Reliability, KilledAtRandomMomentsAndResumedEndsAsUninterrupted) {
   ASSERT_EQ(mgd::testing::run(args(out, 3, 1), {out + ".log"}), 0) << log(out);
   EXPECT_EQ(temp_files(out), 0) << "stale temporary files are removed on resume";
   expect_same_as_reference(out + "/checkpoint.pth");
-  std::cout << "[ kills    ] " << kills << " SIGKILLs, " << during_write
+  std::cout << "[ kills    ] " << kills << " SIGKILLs in " << starts << " starts, " << during_write
             << " while a checkpoint was being written, " << resumable
             << " with a checkpoint to resume from (" << steps_resumed.size()
-            << " different steps); the resumed run matched the uninterrupted one\n";
+            << " different steps), " << finished
+            << " runs finished first; the resumed run matched the uninterrupted one (which "
+               "took "
+            << run_seconds_ << " s, " << startup_seconds_ << " s to its first checkpoint, "
+            << step_seconds_ << " s per step after it)\n";
   RecordProperty("kills", kills);
   RecordProperty("kills_during_checkpoint_write", during_write);
 }
