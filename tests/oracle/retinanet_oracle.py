@@ -14,6 +14,11 @@ choice with a pretrained backbone) or "batch" (BatchNorm2d, its choice without),
       frozen norms with random statistics and affines, random head biases; writes
       DIR/weights.pth (its state_dict) and DIR/expected.pth {"input", "taps": C2..C5 before
       their final ReLU then P3..P7, "cls_logits", "bbox_regression": per level}.
+  task BACKBONE CLASSES DIR
+      as export with P6 from P5, plus torchvision's own losses (compute_loss) and detections
+      (postprocess_detections) for fixed targets: DIR/weights.pth and DIR/task.pth {"input",
+      "image_sizes", "boxes", "labels" (per image), "loss_cls", "loss_box_reg", "detections":
+      per image [boxes, scores, labels]}.
   check BACKBONE P6 CLASSES FILE
       loads the state_dict FILE (written by mgd) strictly and compares the FPN levels and head
       outputs on FILE.io's {"input", "taps", "cls_logits", "bbox_regression"}; exit 1 on a
@@ -23,6 +28,7 @@ import sys
 
 import torch
 import torchvision
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
@@ -77,7 +83,7 @@ def forward(model, x):
     return [pre[i] for i in range(1, 5)] + features, cls, box
 
 
-def export(backbone, p6, classes, out):
+def randomized(backbone, p6, classes):
     torch.manual_seed(0)
     model = build(backbone, "frozen_batch", p6, classes)
     with torch.no_grad():
@@ -91,12 +97,44 @@ def export(backbone, p6, classes, out):
             if name.endswith("bias"):
                 p.uniform_(-0.1, 0.1)
     model.eval()
+    return model
+
+
+def export(backbone, p6, classes, out):
+    model = randomized(backbone, p6, classes)
     x = torch.randn(2, 3, 80, 96)
     with torch.no_grad():
         taps, cls, box = forward(model, x)
     torch.save(model.state_dict(), f"{out}/weights.pth")
     torch.save({"input": x, "taps": taps, "cls_logits": cls, "bbox_regression": box},
                f"{out}/expected.pth")
+
+
+def task(backbone, classes, out):
+    model = randomized(backbone, "p5", classes)
+    x = torch.randn(2, 3, 80, 96)
+    image_sizes = [(80, 96), (70, 90)]
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 20.0, 90.0, 78.0],
+                                [60.0, 5.0, 70.0, 15.0]]),
+         "labels": torch.tensor([1, classes - 1, 0])},
+        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 40.0]]), "labels": torch.tensor([2])},
+    ]
+    with torch.no_grad():
+        features = list(model.backbone(x).values())
+        head = model.head(features)
+        anchors = model.anchor_generator(ImageList(x, image_sizes), features)
+        losses = model.compute_loss(targets, head, anchors)
+        per_level = [f.shape[-2] * f.shape[-1] * 9 for f in features]
+        split = {k: list(v.split(per_level, dim=1)) for k, v in head.items()}
+        split_anchors = [list(a.split(per_level)) for a in anchors]
+        detections = model.postprocess_detections(split, split_anchors, image_sizes)
+    torch.save(model.state_dict(), f"{out}/weights.pth")
+    torch.save({"input": x, "image_sizes": [list(s) for s in image_sizes],
+                "boxes": [t["boxes"] for t in targets], "labels": [t["labels"] for t in targets],
+                "loss_cls": losses["classification"], "loss_box_reg": losses["bbox_regression"],
+                "detections": [[d["boxes"], d["scores"], d["labels"]] for d in detections]},
+               f"{out}/task.pth")
 
 
 def rel(a, b):
@@ -127,6 +165,8 @@ if __name__ == "__main__":
         keys(args[0], args[1], args[2], int(args[3]), int(args[4]))
     elif mode == "export":
         export(args[0], args[1], int(args[2]), args[3])
+    elif mode == "task":
+        task(args[0], int(args[1]), args[2])
     elif mode == "check":
         check(args[0], args[1], int(args[2]), args[3])
     else:

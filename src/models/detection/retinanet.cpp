@@ -35,7 +35,18 @@ void freeze_torchvision(torch::nn::Module& body, int64_t trainable) {
 
 }  // namespace
 
-RetinaNetImpl::RetinaNetImpl(RetinaNetOptions options_) : options(std::move(options_)) {
+RetinaNetOptions RetinaNetOptions::torchvision() {
+  return RetinaNetOptions()
+      .num_classes(91)
+      .p6_source("p5")
+      .trainable_layers(3)
+      .anchors(AnchorOptions::torchvision())
+      .loss(RetinaNetLossOptions::torchvision())
+      .postprocess(PostprocessOptions::torchvision());
+}
+
+RetinaNetImpl::RetinaNetImpl(RetinaNetOptions options_)
+    : options(std::move(options_)), box_coder_(options.box_coder()) {
   auto config = models::resnet_config(options.backbone());
   const auto stages = static_cast<int64_t>(config.blocks.size());
   TORCH_CHECK(options.norm() == "frozen_batch" || options.norm() == "batch",
@@ -78,6 +89,12 @@ RetinaNetImpl::RetinaNetImpl(RetinaNetOptions options_) : options(std::move(opti
                                 .num_anchors(options.num_anchors())
                                 .num_convs(options.head_convs())
                                 .prior_probability(options.prior_probability())));
+  TORCH_CHECK(anchors_per_location(options.anchors()) == options.num_anchors(),
+              "RetinaNet: the anchor options give ", anchors_per_location(options.anchors()),
+              " anchors per location, the heads predict ", options.num_anchors());
+  TORCH_CHECK(static_cast<int64_t>(options.anchors().sizes().size()) == fpn->num_levels(),
+              "RetinaNet: the anchor options have sizes for ", options.anchors().sizes().size(),
+              " levels, the FPN has ", fpn->num_levels());
 }
 
 DetectorOutput RetinaNetImpl::forward(const torch::Tensor& images) {
@@ -92,7 +109,39 @@ DetectorOutput RetinaNetImpl::forward(const torch::Tensor& images) {
     out.feature_sizes.push_back({p.size(2), p.size(3)});
   }
   std::tie(out.cls_logits, out.bbox_regression) = head(levels);
+  out.image_size = {images.size(2), images.size(3)};
   return out;
+}
+
+std::vector<torch::Tensor> RetinaNetImpl::anchors(const DetectorOutput& out) const {
+  TORCH_CHECK(!out.bbox_regression.empty(), "RetinaNet::anchors: an empty DetectorOutput");
+  return make_anchors(options.anchors(), out.feature_sizes, out.image_size,
+                      torch::TensorOptions()
+                          .dtype(out.bbox_regression[0].scalar_type())
+                          .device(out.bbox_regression[0].device()));
+}
+
+RetinaNetLosses RetinaNetImpl::losses(const DetectorOutput& out, const std::vector<Target>& targets,
+                                      double& normalizer) const {
+  TORCH_CHECK(
+      !out.cls_logits.empty() && static_cast<int64_t>(targets.size()) == out.cls_logits[0].size(0),
+      "RetinaNet::losses: expected one target per image (",
+      out.cls_logits.empty() ? 0 : out.cls_logits[0].size(0), "), got ", targets.size());
+  const auto all_anchors = torch::cat(anchors(out), 0);
+  return retinanet_losses(torch::cat(out.cls_logits, 1), torch::cat(out.bbox_regression, 1),
+                          {all_anchors}, targets, options.matcher(), box_coder_, options.loss(),
+                          normalizer);
+}
+
+std::vector<Detections> RetinaNetImpl::detect(
+    const DetectorOutput& out, const std::vector<std::array<int64_t, 2>>& image_sizes) const {
+  TORCH_CHECK(!out.cls_logits.empty() &&
+                  static_cast<int64_t>(image_sizes.size()) == out.cls_logits[0].size(0),
+              "RetinaNet::detect: expected one image size per image (",
+              out.cls_logits.empty() ? 0 : out.cls_logits[0].size(0), "), got ",
+              image_sizes.size());
+  return postprocess(out.cls_logits, out.bbox_regression, anchors(out), image_sizes, box_coder_,
+                     options.postprocess());
 }
 
 int64_t RetinaNetImpl::num_stage_taps() const {

@@ -519,6 +519,50 @@ TEST_P(RetinaNetTorchvision, WeightsMoveBothWaysWithEqualOutputs) {
   EXPECT_EQ(run_oracle("check " + backbone + " " + p6 + " 6 " + path), 0);
 }
 
+TEST(RetinaNetOracle, LossesAndDetectionsEqualTorchvisionsWithItsPreset) {
+  SKIP_WITHOUT_TORCHVISION();
+  mgd::testing::TempDir dir("mgd-retinanet-task");
+  ASSERT_EQ(run_oracle("task resnet18 6 " + dir.path()), 0);
+  const auto expected = serialize::load_file(dir / "task.pth");
+  auto net =
+      make_retinanet("retinanet_resnet18_fpn", RetinaNetOptions::torchvision().num_classes(6));
+  serialize::load_state_dict_into(*net, serialize::load_state_dict(dir / "weights.pth"));
+  net->eval();
+  torch::NoGradGuard no_grad;
+  auto out = net->forward(expected.at("input").to_tensor());
+  std::vector<mgd::detection::Target> targets;
+  std::vector<std::array<int64_t, 2>> image_sizes;
+  for (size_t b = 0; b < 2; ++b) {
+    targets.push_back({expected.at("boxes").items()[b].to_tensor(),
+                       expected.at("labels").items()[b].to_tensor()});
+    const auto& size = expected.at("image_sizes").items()[b].items();
+    image_sizes.push_back({size[0].to_int(), size[1].to_int()});
+  }
+  double normalizer = mgd::detection::kInitialLossNormalizer;
+  const auto losses = net->losses(out, targets, normalizer);
+  EXPECT_NEAR(losses.loss_cls.item<double>(), expected.at("loss_cls").to_tensor().item<double>(),
+              1e-4 * std::abs(expected.at("loss_cls").to_tensor().item<double>()));
+  EXPECT_NEAR(losses.loss_box_reg.item<double>(),
+              expected.at("loss_box_reg").to_tensor().item<double>(),
+              1e-4 * std::abs(expected.at("loss_box_reg").to_tensor().item<double>()));
+  EXPECT_GT(losses.num_foreground, 0);
+  const auto detections = net->detect(out, image_sizes);
+  ASSERT_EQ(detections.size(), 2u);
+  for (size_t b = 0; b < 2; ++b) {
+    SCOPED_TRACE(b);
+    const auto& theirs = expected.at("detections").items()[b].items();
+    ASSERT_EQ(detections[b].boxes.sizes(), theirs[0].to_tensor().sizes());
+    ASSERT_GT(detections[b].boxes.size(0), 0);
+    EXPECT_TRUE(torch::allclose(detections[b].boxes, theirs[0].to_tensor(), 1e-4, 1e-3));
+    EXPECT_TRUE(torch::allclose(detections[b].scores, theirs[1].to_tensor(), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::equal(detections[b].labels, theirs[2].to_tensor()));
+  }
+  // The preset's anchors and the detectron2 ones disagree: the options must match the
+  // checkpoint, and a head/anchor mismatch is refused at construction.
+  EXPECT_THROW(make_retinanet("retinanet_resnet18_fpn", RetinaNetOptions().num_anchors(3)),
+               c10::Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backbones, RetinaNetTorchvision,
                          ::testing::Values(std::make_pair("resnet18", "c5"),
                                            std::make_pair("resnet18", "p5"),

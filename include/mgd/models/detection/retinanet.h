@@ -4,8 +4,9 @@
 // with extra levels P6/P7, and the shared classification and regression heads. One forward
 // pass yields everything training and distillation need: the head outputs per level and the
 // nine distillation maps C2-C5 (each stage's output before its final ReLU; the FPN receives
-// the ReLU'd maps) and P3-P7. Anchors, losses and post-processing live apart
-// (mgd/models/detection/{anchors,losses,postprocess}.h).
+// the ReLU'd maps) and P3-P7. Anchors, matching, losses and post-processing live apart
+// (mgd/models/detection/{anchors,matcher,losses,postprocess}.h); losses() and detect() apply
+// them to a forward pass with the options kept here.
 //
 // Module and parameter names equal torchvision 0.14's RetinaNet (backbone.body.*,
 // backbone.fpn.*, head.*), so weights move both ways with serialize::load_state_dict_into()
@@ -21,6 +22,9 @@
 //                                             RetinaNetOptions().num_classes(80));
 //   net->load_backbone_from_classifier(mgd::serialize::load_state_dict("resnet18.pth"));
 //   auto out = net->forward(images);  // images: B x 3 x H x W, normalized and padded
+//   double normalizer = mgd::detection::kInitialLossNormalizer;  // training state
+//   auto losses = net->losses(out, targets, normalizer);
+//   auto detections = net->detect(out, image_sizes);  // eval mode
 #pragma once
 
 #include <c10/util/Optional.h>
@@ -34,7 +38,12 @@
 #include <utility>
 #include <vector>
 
+#include "mgd/models/detection/anchors.h"
+#include "mgd/models/detection/box_coder.h"
 #include "mgd/models/detection/fpn.h"
+#include "mgd/models/detection/losses.h"
+#include "mgd/models/detection/matcher.h"
+#include "mgd/models/detection/postprocess.h"
 #include "mgd/models/detection/retinanet_head.h"
 #include "mgd/models/resnet.h"
 #include "mgd/serialize/state_dict.h"
@@ -42,6 +51,11 @@
 namespace mgd::detection {
 
 struct RetinaNetOptions {
+  /// torchvision 0.14's retinanet_resnet50_fpn with a pretrained backbone: P6 from P5,
+  /// trainable_layers 3, 91 classes, its anchors, L1 box loss and per-image normalization,
+  /// 300 detections per image.
+  static RetinaNetOptions torchvision();
+
   /// The zoo ResNet of the body: resnet18, resnet34, resnet50, resnet101, resnet152 (or the
   /// CIFAR-size resnet20, resnet56, resnet8x4, resnet32x4 for small experiments).
   TORCH_ARG(std::string, backbone) = "resnet50";
@@ -76,6 +90,18 @@ struct RetinaNetOptions {
   /// torchvision's rule (the last k of layer4, layer3, layer2, layer1, conv1 stay trainable;
   /// bn1 only when k = 5).
   TORCH_ARG(c10::optional<int64_t>, trainable_layers) = c10::nullopt;
+
+  /// Anchors per level (their count per location must equal num_anchors, their levels the
+  /// FPN's).
+  TORCH_ARG(AnchorOptions, anchors) = AnchorOptions();
+  /// Anchor labelling for the losses (IoU 0.5 / 0.4, low-quality matches).
+  TORCH_ARG(MatcherOptions, matcher) = MatcherOptions();
+  /// The box parametrization of bbox_regression.
+  TORCH_ARG(BoxCoderOptions, box_coder) = BoxCoderOptions();
+  /// Focal and box losses and their normalization.
+  TORCH_ARG(RetinaNetLossOptions, loss) = RetinaNetLossOptions();
+  /// Inference: score threshold, top-k per level, NMS, detections per image.
+  TORCH_ARG(PostprocessOptions, postprocess) = PostprocessOptions();
 };
 
 /// Everything one forward pass of a RetinaNet produces.
@@ -87,6 +113,8 @@ struct DetectorOutput {
   std::vector<torch::Tensor> cls_logits, bbox_regression;
   /// Per FPN level: its (H, W).
   std::vector<std::array<int64_t, 2>> feature_sizes;
+  /// (H, W) of the input batch (padded), which the anchors of the "torchvision" style need.
+  std::array<int64_t, 2> image_size{0, 0};
 };
 
 class RetinaNetImpl : public torch::nn::Module {
@@ -106,6 +134,18 @@ class RetinaNetImpl : public torch::nn::Module {
   int64_t num_stage_taps() const;
   int64_t num_levels() const { return fpn->num_levels(); }
 
+  /// The anchors of `out`, one (H_l * W_l * A) x 4 tensor per level, on the outputs' device.
+  std::vector<torch::Tensor> anchors(const DetectorOutput& out) const;
+  /// The training losses of a pass over a batch with ground truth `targets` (one per image,
+  /// boxes in the input's pixels). `normalizer`: the "detectron2" style's moving foreground
+  /// count, training state the caller keeps (start: kInitialLossNormalizer).
+  RetinaNetLosses losses(const DetectorOutput& out, const std::vector<Target>& targets,
+                         double& normalizer) const;
+  /// Detections per image; `image_sizes[b]` is the (H, W) of image b's content within the
+  /// padded batch (boxes are clipped to it).
+  std::vector<Detections> detect(const DetectorOutput& out,
+                                 const std::vector<std::array<int64_t, 2>>& image_sizes) const;
+
   /// Initializes backbone.body from the state_dict of a classifier of the same ResNet (zoo or
   /// torchvision names: conv1, bn1, layer*, fc). fc.* is ignored, as are statistics and
   /// num_batches_tracked that the body's norms do not keep (FrozenBatchNorm2d has no counter,
@@ -121,6 +161,7 @@ class RetinaNetImpl : public torch::nn::Module {
 
  private:
   std::vector<int64_t> returned_stages_;
+  BoxCoder box_coder_;
 };
 TORCH_MODULE(RetinaNet);
 
