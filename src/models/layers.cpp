@@ -16,6 +16,40 @@ std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::s
   return parent.register_module(name, std::make_shared<torch::nn::Module>());
 }
 
+Norm::Norm(torch::nn::Module& parent, const std::string& name, const std::string& kind,
+           int64_t channels, int64_t groups)
+    : kind_(kind) {
+  if (kind == "batch") {
+    batch_ = parent.register_module(name, torch::nn::BatchNorm2d(channels));
+  } else if (kind == "frozen_batch") {
+    frozen_ = parent.register_module(name, FrozenBatchNorm2d(channels));
+  } else if (kind == "group") {
+    TORCH_CHECK(groups > 0 && channels % groups == 0, "GroupNorm(", groups, ", ", channels,
+                "): the channels of '", name, "' must be a multiple of the groups");
+    group_ = parent.register_module(
+        name, torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels)));
+  } else {
+    TORCH_CHECK(false, "Unknown norm '", kind, "' for '", name,
+                "': expected batch, frozen_batch or group");
+  }
+}
+
+torch::Tensor Norm::operator()(const torch::Tensor& x) {
+  if (batch_) return batch_(x);
+  if (frozen_) return frozen_(x);
+  return group_(x);
+}
+
+std::pair<torch::Tensor, torch::Tensor> Norm::affine() const {
+  if (batch_) return {batch_->weight, batch_->bias};
+  if (frozen_) return {frozen_->weight, frozen_->bias};
+  return {group_->weight, group_->bias};
+}
+
+bool is_norm_kind(const std::string& kind) {
+  return kind == "batch" || kind == "frozen_batch";
+}
+
 void init_weights(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/false)) {

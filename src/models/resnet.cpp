@@ -7,26 +7,27 @@
 namespace mgd::models {
 namespace detail {
 
-ResidualBlockImpl::ResidualBlockImpl(int64_t in, int64_t planes, int64_t stride, bool bottleneck)
+ResidualBlockImpl::ResidualBlockImpl(int64_t in, int64_t planes, int64_t stride, bool bottleneck,
+                                     const std::string& norm, int64_t groups)
     : bottleneck_(bottleneck), out_channels_(bottleneck ? planes * 4 : planes) {
   if (bottleneck) {
     // torchvision's v1.5 bottleneck: the stride sits on the 3x3 conv.
     conv1_ = register_module("conv1", conv(in, planes, 1));
-    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    bn1_ = Norm(*this, "bn1", norm, planes, groups);
     conv2_ = register_module("conv2", conv(planes, planes, 3, stride));
-    bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn2_ = Norm(*this, "bn2", norm, planes, groups);
     conv3_ = register_module("conv3", conv(planes, out_channels_, 1));
-    bn3_ = register_module("bn3", torch::nn::BatchNorm2d(out_channels_));
+    bn3_ = Norm(*this, "bn3", norm, out_channels_, groups);
   } else {
     conv1_ = register_module("conv1", conv(in, planes, 3, stride));
-    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    bn1_ = Norm(*this, "bn1", norm, planes, groups);
     conv2_ = register_module("conv2", conv(planes, planes, 3));
-    bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn2_ = Norm(*this, "bn2", norm, planes, groups);
   }
   if (stride != 1 || in != out_channels_) {
     auto down = group(*this, "downsample");
     down_conv_ = down->register_module("0", conv(in, out_channels_, 1, stride));
-    down_bn_ = down->register_module("1", torch::nn::BatchNorm2d(out_channels_));
+    down_bn_ = Norm(*down, "1", norm, out_channels_, groups);
   }
 }
 
@@ -39,12 +40,23 @@ torch::Tensor ResidualBlockImpl::forward_pre(const torch::Tensor& x) {
 
 }  // namespace detail
 
+namespace {
+void freeze(torch::nn::Module& module) {
+  for (auto& p : module.parameters()) p.set_requires_grad(false);
+}
+}  // namespace
+
 ResNetImpl::ResNetImpl(const ResNetConfig& config, const ModelOptions& options) : config_(config) {
   TORCH_CHECK(!config.blocks.empty() && config.blocks.size() == config.widths.size(),
               "ResNet: expected one width per stage, got ", config.blocks.size(), " stages and ",
               config.widths.size(), " widths");
   TORCH_CHECK(options.classes() >= 1 && options.in_channels() >= 1, "ResNet: invalid classes ",
               options.classes(), " or input channels ", options.in_channels());
+  TORCH_CHECK(detail::is_norm_kind(config.norm), "ResNet: unknown norm '", config.norm,
+              "', expected batch or frozen_batch");
+  const auto stages = static_cast<int64_t>(config.blocks.size());
+  TORCH_CHECK(config.freeze_at >= 0 && config.freeze_at <= stages + 1, "ResNet: invalid freeze_at ",
+              config.freeze_at, ", expected 0 (nothing) to ", stages + 1, " (every stage)");
   conv1_ = register_module(
       "conv1",
       config.imagenet_stem
@@ -53,22 +65,32 @@ ResNetImpl::ResNetImpl(const ResNetConfig& config, const ModelOptions& options) 
                                   .padding(3)
                                   .bias(false))
           : detail::conv(options.in_channels(), config.stem_width, 3));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(config.stem_width));
+  bn1_ = detail::Norm(*this, "bn1", config.norm, config.stem_width);
   int64_t in = config.stem_width;
-  for (size_t s = 0; s < config.blocks.size(); ++s) {
+  for (int64_t s = 0; s < stages; ++s) {
     auto layer = detail::group(*this, "layer" + std::to_string(s + 1));
+    const bool frozen = config.freeze_at >= s + 2;
     std::vector<detail::ResidualBlock> blocks;
     for (int64_t b = 0; b < config.blocks[s]; ++b) {
       const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
+      const bool group_norm = config.group_norm_last_block && !frozen && b + 1 == config.blocks[s];
       blocks.push_back(layer->register_module(
           std::to_string(b),
-          detail::ResidualBlock(in, config.widths[s], stride, config.bottleneck)));
+          detail::ResidualBlock(in, config.widths[s], stride, config.bottleneck,
+                                group_norm ? "group" : config.norm, config.group_norm_groups)));
       in = blocks.back()->out_channels();
     }
     stages_.push_back(std::move(blocks));
   }
-  fc_ = register_module("fc", torch::nn::Linear(in, options.classes()));
+  if (config.classifier) fc_ = register_module("fc", torch::nn::Linear(in, options.classes()));
   detail::init_weights(*this);
+  if (config.freeze_at >= 1) {
+    freeze(*conv1_);
+    if (!bn1_.is_empty() && bn1_.batch()) freeze(*bn1_.batch());
+  }
+  for (int64_t s = 0; s + 2 <= config.freeze_at; ++s) {
+    for (auto& block : stages_[s]) freeze(*block);
+  }
 }
 
 Features ResNetImpl::extract(const torch::Tensor& input) {
@@ -87,52 +109,85 @@ Features ResNetImpl::extract(const torch::Tensor& input) {
     f.pre_relu.push_back(pre);
     f.post_relu.push_back(x);
   }
-  f.logits = fc_(x.mean({2, 3}));
+  if (fc_) f.logits = fc_(x.mean({2, 3}));
   return f;
 }
 
 std::vector<torch::nn::BatchNorm2d> ResNetImpl::feature_norms() {
   std::vector<torch::nn::BatchNorm2d> norms;
-  for (auto& stage : stages_) norms.push_back(stage.back()->last_norm());
+  for (auto& stage : stages_) {
+    norms.push_back(stage.back()->last_norm());
+    TORCH_CHECK(!norms.back().is_empty(), "ResNet::feature_norms: stage ", norms.size(),
+                "'s last norm is not a BatchNorm2d (norm '", config_.norm,
+                "', group_norm_last_block ", config_.group_norm_last_block,
+                "); use feature_affines()");
+  }
   return norms;
 }
 
-namespace {
-ResNet imagenet(bool bottleneck, std::vector<int64_t> blocks, const ModelOptions& o) {
-  return ResNet(ResNetConfig{bottleneck, std::move(blocks), {64, 128, 256, 512}, 64, true}, o);
+std::vector<int64_t> ResNetImpl::feature_channels() {
+  std::vector<int64_t> channels;
+  for (auto& stage : stages_) channels.push_back(stage.back()->out_channels());
+  return channels;
 }
-ResNet cifar(int64_t depth, std::vector<int64_t> widths, int64_t stem, const ModelOptions& o) {
+
+std::vector<std::pair<torch::Tensor, torch::Tensor>> ResNetImpl::feature_affines() const {
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> affines;
+  for (auto& stage : stages_) affines.push_back(stage.back()->last_norm_affine());
+  return affines;
+}
+
+namespace {
+ResNetConfig imagenet(bool bottleneck, std::vector<int64_t> blocks) {
+  return ResNetConfig{bottleneck, std::move(blocks), {64, 128, 256, 512}, 64, true};
+}
+ResNetConfig cifar(int64_t depth, std::vector<int64_t> widths, int64_t stem) {
   const int64_t n = (depth - 2) / 6;
-  return ResNet(ResNetConfig{false, {n, n, n}, std::move(widths), stem, false}, o);
+  return ResNetConfig{false, {n, n, n}, std::move(widths), stem, false};
 }
 }  // namespace
 
+ResNetConfig resnet_config(const std::string& name) {
+  if (name == "resnet18") return imagenet(false, {2, 2, 2, 2});
+  if (name == "resnet34") return imagenet(false, {3, 4, 6, 3});
+  if (name == "resnet50") return imagenet(true, {3, 4, 6, 3});
+  if (name == "resnet101") return imagenet(true, {3, 4, 23, 3});
+  if (name == "resnet152") return imagenet(true, {3, 8, 36, 3});
+  if (name == "resnet20") return cifar(20, {16, 32, 64}, 16);
+  if (name == "resnet56") return cifar(56, {16, 32, 64}, 16);
+  if (name == "resnet8x4") return cifar(8, {64, 128, 256}, 32);
+  if (name == "resnet32x4") return cifar(32, {64, 128, 256}, 32);
+  TORCH_CHECK(false, "Unknown ResNet '", name,
+              "'; available: resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, "
+              "resnet56, resnet8x4, resnet32x4");
+}
+
 ResNet resnet18(const ModelOptions& o) {
-  return imagenet(false, {2, 2, 2, 2}, o);
+  return ResNet(resnet_config("resnet18"), o);
 }
 ResNet resnet34(const ModelOptions& o) {
-  return imagenet(false, {3, 4, 6, 3}, o);
+  return ResNet(resnet_config("resnet34"), o);
 }
 ResNet resnet50(const ModelOptions& o) {
-  return imagenet(true, {3, 4, 6, 3}, o);
+  return ResNet(resnet_config("resnet50"), o);
 }
 ResNet resnet101(const ModelOptions& o) {
-  return imagenet(true, {3, 4, 23, 3}, o);
+  return ResNet(resnet_config("resnet101"), o);
 }
 ResNet resnet152(const ModelOptions& o) {
-  return imagenet(true, {3, 8, 36, 3}, o);
+  return ResNet(resnet_config("resnet152"), o);
 }
 ResNet resnet20(const ModelOptions& o) {
-  return cifar(20, {16, 32, 64}, 16, o);
+  return ResNet(resnet_config("resnet20"), o);
 }
 ResNet resnet56(const ModelOptions& o) {
-  return cifar(56, {16, 32, 64}, 16, o);
+  return ResNet(resnet_config("resnet56"), o);
 }
 ResNet resnet8x4(const ModelOptions& o) {
-  return cifar(8, {64, 128, 256}, 32, o);
+  return ResNet(resnet_config("resnet8x4"), o);
 }
 ResNet resnet32x4(const ModelOptions& o) {
-  return cifar(32, {64, 128, 256}, 32, o);
+  return ResNet(resnet_config("resnet32x4"), o);
 }
 
 }  // namespace mgd::models

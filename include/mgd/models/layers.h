@@ -4,9 +4,13 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/normalization.h>
 
 #include <memory>
 #include <string>
+#include <utility>
+
+#include "mgd/models/norm.h"
 
 namespace mgd::models::detail {
 
@@ -17,6 +21,33 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
 /// A parameterless container registered as `name` under `parent`, so children get PyTorch's
 /// dotted names (e.g. "downsample.0.weight") without the container running them.
 std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name);
+
+/// One normalization layer of a zoo network, of the kind chosen when the network was built:
+/// "batch" (BatchNorm2d), "frozen_batch" (FrozenBatchNorm2d) or "group" (GroupNorm(groups, C)),
+/// so one block type serves classifiers and detection backbones under the same names.
+class Norm {
+ public:
+  Norm() = default;
+  /// Registers the layer as `name` under `parent`.
+  Norm(torch::nn::Module& parent, const std::string& name, const std::string& kind,
+       int64_t channels, int64_t groups = 32);
+  torch::Tensor operator()(const torch::Tensor& x);
+  /// The BatchNorm2d, or an empty holder when the layer is of another kind.
+  torch::nn::BatchNorm2d batch() const { return batch_; }
+  /// The per-channel scale and shift (gamma, beta): parameters, or a frozen norm's buffers.
+  std::pair<torch::Tensor, torch::Tensor> affine() const;
+  bool is_empty() const { return kind_.empty(); }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string kind_;
+  torch::nn::BatchNorm2d batch_{nullptr};
+  FrozenBatchNorm2d frozen_{nullptr};
+  torch::nn::GroupNorm group_{nullptr};
+};
+
+/// The normalization kinds Norm accepts for a whole network (GroupNorm needs a group count).
+bool is_norm_kind(const std::string& kind);
 
 /// Kaiming-normal (fan_out) convs, unit BN weights and zero BN biases, as torchvision.
 void init_weights(torch::nn::Module& module);
