@@ -320,8 +320,11 @@ CocoEvalResult evaluate_bbox(const std::vector<GroundTruth>& gts,
   CategoryDetections cat;
   std::vector<const GroundTruth*> gt_bucket;
   std::vector<const Detection*> dt_bucket;
-  std::vector<size_t> by_score;
-  std::vector<double> rc, pr;
+  std::vector<std::pair<double, uint32_t>> by_score;
+  std::vector<int32_t> sorted_rank;
+  std::vector<uint8_t> sorted_outcome;  // [area][threshold][detection by score]
+  // Recall and precision after each true positive, per detection limit.
+  std::array<std::vector<double>, M> tp_rc, tp_pr;
   size_t gi = 0, di = 0;
   for (size_t k = 0; k < K; ++k) {
     // evaluate(): every image with ground truth or detections of category k, in image order.
@@ -342,33 +345,59 @@ CocoEvalResult evaluate_bbox(const std::vector<GroundTruth>& gts,
       matcher.run(gt_bucket, dt_bucket, cat);
     }
 
-    // accumulate(): one stable score order for all area ranges and limits.
+    // accumulate(): one stable score order for all area ranges and limits, and the outcomes
+    // gathered into it, one contiguous row per (area range, threshold).
     const size_t N = cat.score.size();
     by_score.resize(N);
-    std::iota(by_score.begin(), by_score.end(), size_t{0});
+    for (size_t e = 0; e < N; ++e) by_score[e] = {cat.score[e], static_cast<uint32_t>(e)};
     std::stable_sort(by_score.begin(), by_score.end(),
-                     [&](size_t a, size_t b) { return cat.score[a] > cat.score[b]; });
+                     [](const auto& x, const auto& y) { return x.first > y.first; });
+    sorted_rank.resize(N);
+    sorted_outcome.resize(A * T * N);
+    for (size_t j = 0; j < N; ++j) {
+      const size_t e = by_score[j].second;
+      sorted_rank[j] = cat.rank[e];
+      for (size_t at = 0; at < A * T; ++at)
+        sorted_outcome[at * N + j] = cat.outcome[e * A * T + at];
+    }
     for (size_t a = 0; a < A; ++a) {
       const int64_t npig = cat.npig[a];
       if (npig == 0) continue;  // no ground truth to find: -1
-      for (size_t m = 0; m < M; ++m) {
-        const int max_det = o.max_dets[m];
-        for (size_t t = 0; t < T; ++t) {
-          rc.clear();
-          pr.clear();
-          double tp = 0, fp = 0;
-          for (size_t e : by_score) {
-            if (cat.rank[e] >= max_det) continue;
-            const uint8_t outcome = cat.outcome[(e * A + a) * T + t];
-            if (outcome == kTruePositive) tp += 1;
-            if (outcome == kFalsePositive) fp += 1;
-            rc.push_back(tp / static_cast<double>(npig));
-            pr.push_back(tp / (fp + tp + kSpacing1));
+      const double n_gt = static_cast<double>(npig);
+      for (size_t t = 0; t < T; ++t) {
+        // pycocotools keeps recall rc[i] = tp_i / npig and precision pr[i] = tp_i / (fp_i +
+        // tp_i + eps) after every detection i, makes pr non-increasing from the right and
+        // reads it at the first i with rc[i] >= r. Only true positives raise rc, and after one
+        // pr can only fall until the next (same tp, more fp; rounding is monotone), so the
+        // envelope at a true positive is the maximum over this and later true positives, and
+        // for r > 0 the first i with rc[i] >= r is a true positive; for r <= 0 it is i = 0,
+        // whose envelope is the same maximum (or 0: pr is 0 before any true positive).
+        // Keeping the true positives alone therefore gives the same numbers. One pass serves
+        // the three detection limits.
+        std::array<int64_t, M> tp{}, fp{};  // numpy's float cumsums hold the same integers
+        for (size_t m = 0; m < M; ++m) {
+          tp_rc[m].clear();
+          tp_pr[m].clear();
+        }
+        const uint8_t* row = sorted_outcome.data() + (a * T + t) * N;
+        for (size_t m = 0; m < M; ++m) {
+          const int max_det = o.max_dets[m];
+          for (size_t j = 0; j < N; ++j) {
+            const uint8_t outcome = sorted_rank[j] < max_det ? row[j] : uint8_t{kIgnored};
+            fp[m] += outcome == kFalsePositive;
+            if (outcome == kTruePositive) {
+              const double tp_d = static_cast<double>(++tp[m]);
+              tp_rc[m].push_back(tp_d / n_gt);
+              tp_pr[m].push_back(tp_d / (static_cast<double>(fp[m]) + tp_d + kSpacing1));
+            }
           }
-          const size_t nd = rc.size();
-          result.recall[((t * K + k) * A + a) * M + m] = nd ? rc.back() : 0.0;
-          // Precision envelope: non-increasing from the right.
-          for (size_t i = nd; i-- > 1;) {
+        }
+        for (size_t m = 0; m < M; ++m) {
+          auto& rc = tp_rc[m];
+          auto& pr = tp_pr[m];
+          // 0 without detections
+          result.recall[((t * K + k) * A + a) * M + m] = static_cast<double>(tp[m]) / n_gt;
+          for (size_t i = pr.size(); i-- > 1;) {
             if (pr[i] > pr[i - 1]) pr[i - 1] = pr[i];
           }
           // np.searchsorted(rc, thresholds, 'left'); pycocotools stops at the first index past
@@ -376,7 +405,7 @@ CocoEvalResult evaluate_bbox(const std::vector<GroundTruth>& gts,
           for (size_t r = 0; r < R; ++r) {
             const size_t idx = static_cast<size_t>(
                 std::lower_bound(rc.begin(), rc.end(), o.recall_thresholds[r]) - rc.begin());
-            if (idx >= nd) {
+            if (idx >= rc.size()) {
               for (; r < R; ++r) result.precision[(((t * R + r) * K + k) * A + a) * M + m] = 0;
               break;
             }

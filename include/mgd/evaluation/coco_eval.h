@@ -51,11 +51,13 @@
 //
 // COMPLEXITY
 //
-// Ground truth and detections are bucketed by (category, image) in O(N) first. Matching costs
-// O(T * D * G) per image and category (D <= 100 detections, G ground truth), accumulation
-// O(A * M * T * D_k) per category after one O(D_k log D_k) sort of its detections. COCO
-// val2017's size (5000 images, 80 categories, 100 detections per image) takes well under a
-// second on one core (tests/evaluation/coco_eval_test.cpp reports a timing).
+// Ground truth and detections are bucketed by (category, image) first (one stable sort).
+// Matching costs O(A * T * D * G) per image and category (D <= the largest limit, G ground
+// truth); accumulation sorts a category's detections by score once, and then, per area range
+// and threshold, one pass over them per detection limit that divides only at true positives.
+// On one core: COCO val2017's shape (5000 images, 80 categories, 100 detections per image,
+// 500k detections) about 0.5 s; 4M detections (10 per image and category) about 3 s
+// (tests/evaluation/coco_eval_test.cpp reports a timing).
 //
 // USAGE
 //
