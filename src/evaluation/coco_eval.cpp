@@ -25,10 +25,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace mgd::evaluation {
 namespace {
@@ -248,6 +250,123 @@ class ImageMatcher {
   std::vector<char> ignore_, matched_gt_, matched_dt_, ignored_dt_;  // by sorted position
 };
 
+// COCOeval.evaluate() and accumulate() for one category, with buffers reused across the
+// categories a worker takes.
+class CategoryEvaluator {
+ public:
+  static constexpr size_t A = 4, M = 3;
+
+  explicit CategoryEvaluator(const CocoEvalOptions& o) : o_(o), matcher_(o, o.max_dets.back()) {}
+
+  // Category k of K: ground truth gt_keyed[g0, g1) and detections dt_keyed[d0, d1) (sorted by
+  // image); writes precision[..][k][..] and recall[..][k][..] of `result`.
+  void run(size_t k, size_t K, const std::vector<GroundTruth>& gts,
+           const std::vector<std::pair<int64_t, int64_t>>& gt_keyed, size_t g0, size_t g1,
+           const std::vector<Detection>& dets,
+           const std::vector<std::pair<int64_t, int64_t>>& dt_keyed, size_t d0, size_t d1,
+           CocoEvalResult& result) {
+    const size_t T = o_.iou_thresholds.size(), R = o_.recall_thresholds.size();
+
+    // evaluate(): every image with ground truth or detections of category k, in image order.
+    cat_.clear();
+    size_t gi = g0, di = d0;
+    while (gi < g1 || di < d1) {
+      const int64_t key_now = std::min(gi < g1 ? gt_keyed[gi].first : INT64_MAX,
+                                       di < d1 ? dt_keyed[di].first : INT64_MAX);
+      gt_bucket_.clear();
+      dt_bucket_.clear();
+      for (; gi < g1 && gt_keyed[gi].first == key_now; ++gi) {
+        gt_bucket_.push_back(&gts[static_cast<size_t>(gt_keyed[gi].second)]);
+      }
+      for (; di < d1 && dt_keyed[di].first == key_now; ++di) {
+        dt_bucket_.push_back(&dets[static_cast<size_t>(dt_keyed[di].second)]);
+      }
+      matcher_.run(gt_bucket_, dt_bucket_, cat_);
+    }
+
+    // accumulate(): one stable score order for all area ranges and limits, and the outcomes
+    // gathered into it, one contiguous row per (area range, threshold).
+    const size_t N = cat_.score.size();
+    by_score_.resize(N);
+    for (size_t e = 0; e < N; ++e) by_score_[e] = {cat_.score[e], static_cast<uint32_t>(e)};
+    std::stable_sort(by_score_.begin(), by_score_.end(),
+                     [](const auto& x, const auto& y) { return x.first > y.first; });
+    sorted_rank_.resize(N);
+    sorted_outcome_.resize(A * T * N);
+    for (size_t j = 0; j < N; ++j) {
+      const size_t e = by_score_[j].second;
+      sorted_rank_[j] = cat_.rank[e];
+      for (size_t at = 0; at < A * T; ++at)
+        sorted_outcome_[at * N + j] = cat_.outcome[e * A * T + at];
+    }
+    for (size_t a = 0; a < A; ++a) {
+      const int64_t npig = cat_.npig[a];
+      if (npig == 0) continue;  // no ground truth to find: -1
+      const double n_gt = static_cast<double>(npig);
+      for (size_t t = 0; t < T; ++t) {
+        // pycocotools keeps recall rc[i] = tp_i / npig and precision pr[i] = tp_i / (fp_i +
+        // tp_i + eps) after every detection i, makes pr non-increasing from the right and
+        // reads it at the first i with rc[i] >= r. Only true positives raise rc, and after one
+        // pr can only fall until the next (same tp, more fp; rounding is monotone), so the
+        // envelope at a true positive is the maximum over this and later true positives, and
+        // for r > 0 the first i with rc[i] >= r is a true positive; for r <= 0 it is i = 0,
+        // whose envelope is the same maximum (or 0: pr is 0 before any true positive).
+        // Keeping the true positives alone therefore gives the same numbers.
+        std::array<int64_t, M> tp{}, fp{};  // numpy's float cumsums hold the same integers
+        for (size_t m = 0; m < M; ++m) {
+          tp_rc_[m].clear();
+          tp_pr_[m].clear();
+        }
+        const uint8_t* row = sorted_outcome_.data() + (a * T + t) * N;
+        for (size_t m = 0; m < M; ++m) {
+          const int max_det = o_.max_dets[m];
+          for (size_t j = 0; j < N; ++j) {
+            const uint8_t outcome = sorted_rank_[j] < max_det ? row[j] : uint8_t{kIgnored};
+            fp[m] += outcome == kFalsePositive;
+            if (outcome == kTruePositive) {
+              const double tp_d = static_cast<double>(++tp[m]);
+              tp_rc_[m].push_back(tp_d / n_gt);
+              tp_pr_[m].push_back(tp_d / (static_cast<double>(fp[m]) + tp_d + kSpacing1));
+            }
+          }
+        }
+        for (size_t m = 0; m < M; ++m) {
+          auto& rc = tp_rc_[m];
+          auto& pr = tp_pr_[m];
+          // 0 without detections
+          result.recall[((t * K + k) * A + a) * M + m] = static_cast<double>(tp[m]) / n_gt;
+          for (size_t i = pr.size(); i-- > 1;) {
+            if (pr[i] > pr[i - 1]) pr[i - 1] = pr[i];
+          }
+          // np.searchsorted(rc, thresholds, 'left'); pycocotools stops at the first index past
+          // the end (its try/except), leaving zeros.
+          for (size_t r = 0; r < R; ++r) {
+            const size_t idx = static_cast<size_t>(
+                std::lower_bound(rc.begin(), rc.end(), o_.recall_thresholds[r]) - rc.begin());
+            if (idx >= rc.size()) {
+              for (; r < R; ++r) result.precision[(((t * R + r) * K + k) * A + a) * M + m] = 0;
+              break;
+            }
+            result.precision[(((t * R + r) * K + k) * A + a) * M + m] = pr[idx];
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  const CocoEvalOptions& o_;
+  ImageMatcher matcher_;
+  CategoryDetections cat_;
+  std::vector<const GroundTruth*> gt_bucket_;
+  std::vector<const Detection*> dt_bucket_;
+  std::vector<std::pair<double, uint32_t>> by_score_;
+  std::vector<int32_t> sorted_rank_;
+  std::vector<uint8_t> sorted_outcome_;  // [area][threshold][detection by score]
+  // Recall and precision after each true positive, per detection limit.
+  std::array<std::vector<double>, M> tp_rc_, tp_pr_;
+};
+
 void check_finite(const Detection& d) {
   if (!std::isfinite(d.score) || !std::isfinite(d.bbox[0]) || !std::isfinite(d.bbox[1]) ||
       !std::isfinite(d.bbox[2]) || !std::isfinite(d.bbox[3])) {
@@ -316,103 +435,46 @@ CocoEvalResult evaluate_bbox(const std::vector<GroundTruth>& gts,
   result.precision.assign(T * R * K * A * M, -1.0);
   result.recall.assign(T * K * A * M, -1.0);
 
-  ImageMatcher matcher(o, o.max_dets.back());
-  CategoryDetections cat;
-  std::vector<const GroundTruth*> gt_bucket;
-  std::vector<const Detection*> dt_bucket;
-  std::vector<std::pair<double, uint32_t>> by_score;
-  std::vector<int32_t> sorted_rank;
-  std::vector<uint8_t> sorted_outcome;  // [area][threshold][detection by score]
-  // Recall and precision after each true positive, per detection limit.
-  std::array<std::vector<double>, M> tp_rc, tp_pr;
-  size_t gi = 0, di = 0;
-  for (size_t k = 0; k < K; ++k) {
-    // evaluate(): every image with ground truth or detections of category k, in image order.
-    cat.clear();
-    const int64_t end_key = static_cast<int64_t>(k + 1) * I;
-    while ((gi < gt_keyed.size() && gt_keyed[gi].first < end_key) ||
-           (di < dt_keyed.size() && dt_keyed[di].first < end_key)) {
-      const int64_t key_now = std::min(gi < gt_keyed.size() ? gt_keyed[gi].first : end_key,
-                                       di < dt_keyed.size() ? dt_keyed[di].first : end_key);
-      gt_bucket.clear();
-      dt_bucket.clear();
-      for (; gi < gt_keyed.size() && gt_keyed[gi].first == key_now; ++gi) {
-        gt_bucket.push_back(&gts[static_cast<size_t>(gt_keyed[gi].second)]);
-      }
-      for (; di < dt_keyed.size() && dt_keyed[di].first == key_now; ++di) {
-        dt_bucket.push_back(&dets[static_cast<size_t>(dt_keyed[di].second)]);
-      }
-      matcher.run(gt_bucket, dt_bucket, cat);
+  // Categories are independent: each worker takes the next one and writes only its slots.
+  // gt_keyed / dt_keyed are sorted by key = k * I + i, so category k is one range of each.
+  std::vector<size_t> gt_start(K + 1), dt_start(K + 1);
+  for (size_t k = 0; k <= K; ++k) {
+    const int64_t first_key = static_cast<int64_t>(k) * I;
+    auto by_key = [](const std::pair<int64_t, int64_t>& x, int64_t v) { return x.first < v; };
+    gt_start[k] = static_cast<size_t>(
+        std::lower_bound(gt_keyed.begin(), gt_keyed.end(), first_key, by_key) - gt_keyed.begin());
+    dt_start[k] = static_cast<size_t>(
+        std::lower_bound(dt_keyed.begin(), dt_keyed.end(), first_key, by_key) - dt_keyed.begin());
+  }
+  std::atomic<size_t> next_category{0};
+  auto work = [&]() {
+    CategoryEvaluator evaluator(o);
+    for (size_t k = next_category++; k < K; k = next_category++) {
+      evaluator.run(k, K, gts, gt_keyed, gt_start[k], gt_start[k + 1], dets, dt_keyed, dt_start[k],
+                    dt_start[k + 1], result);
     }
-
-    // accumulate(): one stable score order for all area ranges and limits, and the outcomes
-    // gathered into it, one contiguous row per (area range, threshold).
-    const size_t N = cat.score.size();
-    by_score.resize(N);
-    for (size_t e = 0; e < N; ++e) by_score[e] = {cat.score[e], static_cast<uint32_t>(e)};
-    std::stable_sort(by_score.begin(), by_score.end(),
-                     [](const auto& x, const auto& y) { return x.first > y.first; });
-    sorted_rank.resize(N);
-    sorted_outcome.resize(A * T * N);
-    for (size_t j = 0; j < N; ++j) {
-      const size_t e = by_score[j].second;
-      sorted_rank[j] = cat.rank[e];
-      for (size_t at = 0; at < A * T; ++at)
-        sorted_outcome[at * N + j] = cat.outcome[e * A * T + at];
+  };
+  size_t threads = options.num_threads > 0 ? static_cast<size_t>(options.num_threads)
+                                           : std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min(threads, std::max<size_t>(K, 1));
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    std::vector<std::exception_ptr> errors(threads);
+    for (size_t w = 0; w < threads; ++w) {
+      pool.emplace_back([&, w]() {
+        try {
+          work();
+        } catch (...) {
+          errors[w] = std::current_exception();
+          next_category = K;  // the others stop after their current category
+        }
+      });
     }
-    for (size_t a = 0; a < A; ++a) {
-      const int64_t npig = cat.npig[a];
-      if (npig == 0) continue;  // no ground truth to find: -1
-      const double n_gt = static_cast<double>(npig);
-      for (size_t t = 0; t < T; ++t) {
-        // pycocotools keeps recall rc[i] = tp_i / npig and precision pr[i] = tp_i / (fp_i +
-        // tp_i + eps) after every detection i, makes pr non-increasing from the right and
-        // reads it at the first i with rc[i] >= r. Only true positives raise rc, and after one
-        // pr can only fall until the next (same tp, more fp; rounding is monotone), so the
-        // envelope at a true positive is the maximum over this and later true positives, and
-        // for r > 0 the first i with rc[i] >= r is a true positive; for r <= 0 it is i = 0,
-        // whose envelope is the same maximum (or 0: pr is 0 before any true positive).
-        // Keeping the true positives alone therefore gives the same numbers. One pass serves
-        // the three detection limits.
-        std::array<int64_t, M> tp{}, fp{};  // numpy's float cumsums hold the same integers
-        for (size_t m = 0; m < M; ++m) {
-          tp_rc[m].clear();
-          tp_pr[m].clear();
-        }
-        const uint8_t* row = sorted_outcome.data() + (a * T + t) * N;
-        for (size_t m = 0; m < M; ++m) {
-          const int max_det = o.max_dets[m];
-          for (size_t j = 0; j < N; ++j) {
-            const uint8_t outcome = sorted_rank[j] < max_det ? row[j] : uint8_t{kIgnored};
-            fp[m] += outcome == kFalsePositive;
-            if (outcome == kTruePositive) {
-              const double tp_d = static_cast<double>(++tp[m]);
-              tp_rc[m].push_back(tp_d / n_gt);
-              tp_pr[m].push_back(tp_d / (static_cast<double>(fp[m]) + tp_d + kSpacing1));
-            }
-          }
-        }
-        for (size_t m = 0; m < M; ++m) {
-          auto& rc = tp_rc[m];
-          auto& pr = tp_pr[m];
-          // 0 without detections
-          result.recall[((t * K + k) * A + a) * M + m] = static_cast<double>(tp[m]) / n_gt;
-          for (size_t i = pr.size(); i-- > 1;) {
-            if (pr[i] > pr[i - 1]) pr[i - 1] = pr[i];
-          }
-          // np.searchsorted(rc, thresholds, 'left'); pycocotools stops at the first index past
-          // the end (its try/except), leaving zeros.
-          for (size_t r = 0; r < R; ++r) {
-            const size_t idx = static_cast<size_t>(
-                std::lower_bound(rc.begin(), rc.end(), o.recall_thresholds[r]) - rc.begin());
-            if (idx >= rc.size()) {
-              for (; r < R; ++r) result.precision[(((t * R + r) * K + k) * A + a) * M + m] = 0;
-              break;
-            }
-            result.precision[(((t * R + r) * K + k) * A + a) * M + m] = pr[idx];
-          }
-        }
-      }
+    for (auto& thread : pool) thread.join();
+    for (const auto& e : errors) {
+      if (e) std::rethrow_exception(e);
     }
   }
 

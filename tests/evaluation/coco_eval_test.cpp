@@ -976,6 +976,30 @@ TEST(CocoEval, SummaryMeansAreNumpysBitForBit) {
             << plain / static_cast<double>(n) << std::defaultfloat << "\n";
 }
 
+TEST(CocoEval, ThreadsDoNotChangeTheResult) {
+  // Categories are spread over workers; every entry must be the same as on one thread.
+  std::mt19937 rng(11);
+  Scene all;
+  for (int part = 0; part < 6; ++part) {
+    Scene s = random_scene(rng);
+    for (auto& g : s.gts) g.category_id += 100 * part;
+    for (auto& d : s.dets) d.category_id += 100 * part;
+    for (auto& c : s.cats) all.cats.push_back(c + 100 * part);
+    all.gts.insert(all.gts.end(), s.gts.begin(), s.gts.end());
+    all.dets.insert(all.dets.end(), s.dets.begin(), s.dets.end());
+    all.images.insert(all.images.end(), s.images.begin(), s.images.end());
+  }
+  CocoEvalOptions one, four;
+  one.num_threads = 1;
+  four.num_threads = 4;
+  const CocoEvalResult a = evaluate_bbox(all.gts, all.dets, all.images, all.cats, one);
+  const CocoEvalResult b = evaluate_bbox(all.gts, all.dets, all.images, all.cats, four);
+  EXPECT_EQ(a.precision, b.precision);
+  EXPECT_EQ(a.recall, b.recall);
+  EXPECT_EQ(a.stats(), b.stats());
+  EXPECT_EQ(a.per_category_ap, b.per_category_ap);
+}
+
 // ---------------------------------------------------------------------------------------
 // Size: COCO val2017's shape
 

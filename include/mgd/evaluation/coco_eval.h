@@ -55,9 +55,10 @@
 // Matching costs O(A * T * D * G) per image and category (D <= the largest limit, G ground
 // truth); accumulation sorts a category's detections by score once, and then, per area range
 // and threshold, one pass over them per detection limit that divides only at true positives.
-// On one core: COCO val2017's shape (5000 images, 80 categories, 100 detections per image,
-// 500k detections) about 0.5 s; 4M detections (10 per image and category) about 3 s
-// (tests/evaluation/coco_eval_test.cpp reports a timing).
+// Categories are spread over threads (CocoEvalOptions::num_threads). On one core: COCO val2017's
+// shape (5000 images, 80 categories, 100 detections per image, 500k detections) about 0.5 s; 4M
+// detections (10 per image and category) about 3 s (tests/evaluation/coco_eval_test.cpp reports a
+// timing).
 //
 // USAGE
 //
@@ -118,6 +119,10 @@ struct CocoEvalOptions {
   /// Area ranges [lo, hi], inclusive, in the order all, small, medium, large.
   std::array<std::array<double, 2>, 4> area_ranges{
       {{0.0, 1e10}, {0.0, 32.0 * 32.0}, {32.0 * 32.0, 96.0 * 96.0}, {96.0 * 96.0, 1e10}}};
+
+  /// Worker threads, each evaluating whole categories (the result does not depend on it);
+  /// 0: std::thread::hardware_concurrency().
+  int num_threads = 0;
 
   /// np.linspace(0.5, 0.95, 10).
   static std::vector<double> coco_iou_thresholds();
