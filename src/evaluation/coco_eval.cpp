@@ -8,7 +8,8 @@
 // matched once per area range and IoU threshold; the outcome of each detection (ignored, true
 // positive, false positive) is kept in a flat array, and the category's detections are sorted
 // by score once: the order is the same for every area range, and a detection limit m keeps
-// the subsequence of per-image ranks < m.
+// the subsequence of per-image ranks < m. Categories share nothing, so workers take whole
+// categories and write disjoint entries of the result.
 //
 // Floating point follows numpy's and maskApi.c's order of operations; the project compiles in
 // ISO mode (-std=c++17, so -ffp-contract=off), which keeps a*b+c from becoming an FMA.
