@@ -3,7 +3,9 @@
 #include <ATen/Dispatch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace mgd::detection {
@@ -13,36 +15,84 @@ namespace {
 // on the CPU; the order of equal scores in the result depends on the path.
 constexpr int64_t kVanillaPathNumel = 4000;
 
+// The candidates of one greedy pass in visiting order (decreasing score), as separate arrays
+// so the IoU loop runs over contiguous memory and vectorizes.
 template <typename T>
-struct Candidate {
-  T x1, y1, x2, y2, area;
-  int64_t index;  // row in the caller's boxes
+struct Candidates {
+  std::vector<T> x1, y1, x2, y2, area;
+  std::vector<int64_t> index;  // row in the caller's boxes
+  std::vector<uint8_t> suppressed;
+
+  void clear() {
+    for (auto* v : {&x1, &y1, &x2, &y2, &area}) v->clear();
+    index.clear();
+  }
+  void push(const T* box, int64_t row) {
+    x1.push_back(box[0]);
+    y1.push_back(box[1]);
+    x2.push_back(box[2]);
+    y2.push_back(box[3]);
+    area.push_back((box[2] - box[0]) * (box[3] - box[1]));
+    index.push_back(row);
+  }
 };
 
-// Greedy NMS over `boxes`, already in visiting order (decreasing score). Appends the kept
-// rows to `kept`. The survivors are compacted to the front after each kept box, so later
-// passes read only boxes still alive, contiguously.
+// The largest T <= threshold: for an IoU v of type T, v > result exactly when double(v) >
+// threshold (torchvision compares the T value against the double threshold), so the loop
+// compares in T.
 template <typename T>
-void greedy_nms(std::vector<Candidate<T>>& boxes, double iou_threshold,
-                std::vector<int64_t>& kept) {
-  int64_t n = static_cast<int64_t>(boxes.size());
+T threshold_in(double threshold) {
+  T t = static_cast<T>(threshold);
+  if (static_cast<double>(t) > threshold)
+    t = std::nextafter(t, -std::numeric_limits<T>::infinity());
+  return t;
+}
+
+// Greedy NMS over `c`, already in visiting order. Appends the kept rows to `kept`. After each
+// kept box the survivors are compacted to the front (when it suppressed any), so later passes
+// read only boxes still alive.
+template <typename T>
+void greedy_nms(Candidates<T>& c, double iou_threshold, std::vector<int64_t>& kept) {
+  const T threshold = threshold_in<T>(iou_threshold);
+  int64_t n = static_cast<int64_t>(c.index.size());
+  c.suppressed.resize(n);
+  T* x1 = c.x1.data();
+  T* y1 = c.y1.data();
+  T* x2 = c.x2.data();
+  T* y2 = c.y2.data();
+  T* area = c.area.data();
+  int64_t* index = c.index.data();
+  uint8_t* suppressed = c.suppressed.data();
   for (int64_t begin = 0; begin < n; ++begin) {
-    const Candidate<T> top = boxes[begin];
-    kept.push_back(top.index);
-    int64_t alive = begin + 1;
+    kept.push_back(index[begin]);
+    const T tx1 = x1[begin], ty1 = y1[begin], tx2 = x2[begin], ty2 = y2[begin];
+    const T tarea = area[begin];
+    uint8_t any = 0;
     for (int64_t k = begin + 1; k < n; ++k) {
-      const Candidate<T>& c = boxes[k];
       // torchvision's formula and evaluation order: the same IoU to the last bit.
-      const T xx1 = std::max(top.x1, c.x1);
-      const T yy1 = std::max(top.y1, c.y1);
-      const T xx2 = std::min(top.x2, c.x2);
-      const T yy2 = std::min(top.y2, c.y2);
+      const T xx1 = std::max(tx1, x1[k]);
+      const T yy1 = std::max(ty1, y1[k]);
+      const T xx2 = std::min(tx2, x2[k]);
+      const T yy2 = std::min(ty2, y2[k]);
       const T w = std::max(static_cast<T>(0), xx2 - xx1);
       const T h = std::max(static_cast<T>(0), yy2 - yy1);
       const T inter = w * h;
-      const T iou = inter / (top.area + c.area - inter);
-      boxes[alive] = c;
-      alive += !(static_cast<double>(iou) > iou_threshold);
+      const T iou = inter / (tarea + area[k] - inter);
+      const uint8_t drop = iou > threshold;
+      suppressed[k] = drop;
+      any |= drop;
+    }
+    if (!any) continue;
+    int64_t alive = begin + 1;
+    for (int64_t k = begin + 1; k < n; ++k) {
+      if (suppressed[k]) continue;
+      x1[alive] = x1[k];
+      y1[alive] = y1[k];
+      x2[alive] = x2[k];
+      y2[alive] = y2[k];
+      area[alive] = area[k];
+      index[alive] = index[k];
+      ++alive;
     }
     n = alive;
   }
@@ -80,8 +130,7 @@ std::vector<uint8_t> keep_mask(const torch::Tensor& boxes, const torch::Tensor& 
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "mgd::detection::nms", [&] {
     const auto b = boxes.contiguous();
     const scalar_t* data = b.data_ptr<scalar_t>();
-    std::vector<Candidate<scalar_t>> candidates;
-    candidates.reserve(n);
+    Candidates<scalar_t> candidates;
     for (int64_t start = 0; start < n;) {
       int64_t end = start + 1;
       if (group != nullptr) {
@@ -93,8 +142,7 @@ std::vector<uint8_t> keep_mask(const torch::Tensor& boxes, const torch::Tensor& 
       candidates.clear();
       for (int64_t p = start; p < end; ++p) {
         const int64_t i = ord[positions[p]];
-        const scalar_t* r = data + 4 * i;
-        candidates.push_back({r[0], r[1], r[2], r[3], (r[2] - r[0]) * (r[3] - r[1]), i});
+        candidates.push(data + 4 * i, i);
       }
       greedy_nms(candidates, iou_threshold, kept);
       start = end;

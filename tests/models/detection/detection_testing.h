@@ -49,13 +49,9 @@ class DetectionOracle {
 
  private:
   DetectionOracle() {
-    const std::string python = MGD_PYTHON;
-    if (std::system((python + " -c 'import torchvision' > /dev/null 2>&1").c_str()) != 0) {
-      return;  // not available: the tests skip
-    }
-    available_ = true;
     // ctest runs every test in its own process: the cases are cached under the temporary
     // directory, keyed by the script's text, and written by rename so runs in parallel agree.
+    const std::string python = MGD_PYTHON;
     const std::string script = std::string(MGD_SOURCE_DIR) + "/tests/oracle/detection_oracle.py";
     std::ifstream source(script, std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(source)),
@@ -64,9 +60,13 @@ class DetectionOracle {
                              std::to_string(std::hash<std::string>()(text)) + ".pt";
     const std::string command = python + " " + script + " " + file;
     if (!std::ifstream(file).good()) {
+      if (std::system((python + " -c 'import torchvision' > /dev/null 2>&1").c_str()) != 0) {
+        return;  // not available: the tests skip
+      }
       TempDir dir("mgd-detection-oracle");
       const std::string fresh = dir / "cases.pt";
       if (text.empty() || std::system((python + " " + script + " " + fresh).c_str()) != 0) {
+        available_ = true;
         error_ = "the oracle failed: " + command;
         return;
       }
@@ -77,6 +77,7 @@ class DetectionOracle {
         std::rename((file + ".part").c_str(), file.c_str());
       }
     }
+    available_ = true;
     std::ifstream in(file, std::ios::binary);
     const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
                                   std::istreambuf_iterator<char>());
