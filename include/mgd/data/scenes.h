@@ -17,6 +17,8 @@
 // canvas draws from its own Rng (seed, split, index), so the canvases are built in parallel.
 // An interrupted write never leaves a JSON that looks complete: existing JSONs are removed
 // first, the images written, and each JSON written to a temporary file and renamed last.
+// Writing a smaller set over a larger one leaves the larger one's extra PNGs in place (no JSON
+// refers to them).
 //
 //   write_scenes(ScenesOptions("data/scenes").train(4000).val(500));
 //   CocoDataset train(coco_split("data/scenes", "train").channels(1), ...);
