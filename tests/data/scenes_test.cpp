@@ -9,6 +9,7 @@
 #include "data/data_testing.h"
 #include "mgd/data/coco.h"
 #include "mgd/data/dataset.h"
+#include "mgd/data/detection.h"
 
 namespace {
 
@@ -104,6 +105,29 @@ TEST(Scenes, DeterministicCountsAndBoxes) {
   EXPECT_GE(s.target.boxes.size(0), 1);
   CocoDataset rgb(coco_split(a.path(), "train"), detection::Compose());
   EXPECT_EQ(rgb.get(3, rng).image.size(0), 3);
+
+  // Through the multi-scale training transform and the loader: padded batches whose boxes lie
+  // in their images.
+  auto train = std::make_shared<CocoDataset>(
+      coco_split(a.path(), "train").channels(1).filter_empty(true),
+      detection::train_transform({64, 128}, 0, NormalizeOptions({0.2}, {0.3})));
+  DetectionLoader loader(train, LoaderOptions().batch_size(8).workers(2).seed(1));
+  int64_t batches = 0;
+  for (const DetectionBatch& batch : loader) {
+    ++batches;
+    EXPECT_EQ(batch.images.size(1), 1);
+    EXPECT_EQ(batch.images.size(2) % 32, 0);
+    for (size_t k = 0; k < batch.targets.size(); ++k) {
+      const auto& size = batch.image_sizes[k];
+      EXPECT_TRUE(size[0] == 64 || size[0] == 128);
+      const auto& boxes = batch.targets[k].boxes;
+      ASSERT_GE(boxes.size(0), 1);
+      EXPECT_LE(boxes.select(1, 2).max().item<float>(), static_cast<float>(size[1]));
+      EXPECT_LE(boxes.select(1, 3).max().item<float>(), static_cast<float>(size[0]));
+      EXPECT_GE(boxes.min().item<float>(), 0.f);
+    }
+  }
+  EXPECT_EQ(batches, 4);
 
   // Python's json reads it too.
   if (dt::run_python("-c 'import sys' > /dev/null 2>&1") == 0) {
