@@ -320,25 +320,32 @@ std::string CocoDataset::image_path(int64_t index) const {
 }
 
 DetectionTarget CocoDataset::target(int64_t index) const {
+  DetectionTarget t = target_in_double(index);
+  t.boxes = t.boxes.to(torch::kFloat32);
+  return t;
+}
+
+// The boxes in double: the transforms compute in double and round once (as Detectron2 does).
+DetectionTarget CocoDataset::target_in_double(int64_t index) const {
   const CocoImage& im = image(index);
   const auto& anns =
       instances_.image_annotations[static_cast<size_t>(samples_[static_cast<size_t>(index)])];
-  std::vector<float> boxes;
+  std::vector<double> boxes;
   std::vector<int64_t> labels;
   for (int64_t k : anns) {
     const CocoAnnotation& a = instances_.annotations[static_cast<size_t>(k)];
     if (a.iscrowd) continue;
     // Clipped to the image (a box may reach box_tolerance px outside).
     const double w = static_cast<double>(im.width), h = static_cast<double>(im.height);
-    boxes.push_back(static_cast<float>(std::min(std::max(a.bbox[0], 0.0), w)));
-    boxes.push_back(static_cast<float>(std::min(std::max(a.bbox[1], 0.0), h)));
-    boxes.push_back(static_cast<float>(std::min(std::max(a.bbox[0] + a.bbox[2], 0.0), w)));
-    boxes.push_back(static_cast<float>(std::min(std::max(a.bbox[1] + a.bbox[3], 0.0), h)));
+    boxes.push_back(std::min(std::max(a.bbox[0], 0.0), w));
+    boxes.push_back(std::min(std::max(a.bbox[1], 0.0), h));
+    boxes.push_back(std::min(std::max(a.bbox[0] + a.bbox[2], 0.0), w));
+    boxes.push_back(std::min(std::max(a.bbox[1] + a.bbox[3], 0.0), h));
     labels.push_back(instances_.label(a.category_id));
   }
   DetectionTarget t;
   const int64_t n = static_cast<int64_t>(labels.size());
-  t.boxes = torch::tensor(boxes, torch::kFloat32).reshape({n, 4});
+  t.boxes = torch::tensor(boxes, torch::kFloat64).reshape({n, 4});
   t.labels = torch::tensor(labels, torch::kInt64).reshape({n});
   return t;
 }
@@ -361,7 +368,7 @@ Image CocoDataset::read(int64_t index) const {
 }
 
 DetectionSample CocoDataset::get(int64_t index, Rng& rng) const {
-  DetectionSample s = transform_(read(index), target(index), rng);
+  DetectionSample s = transform_(read(index), target_in_double(index), rng);
   s.image_id = image(index).id;
   return s;
 }

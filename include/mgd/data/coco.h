@@ -145,6 +145,8 @@ class CocoDataset : public DetectionDataset {
   Image read(int64_t index) const;
 
  private:
+  DetectionTarget target_in_double(int64_t index) const;
+
   CocoOptions options_;
   detection::Compose transform_;
   CocoInstances instances_;
