@@ -18,6 +18,7 @@
 #include <string>
 
 #include "mgd/data/cifar.h"
+#include "mgd/data/coco.h"
 #include "mgd/data/idx.h"
 #include "mgd/data/image.h"
 #include "mgd/data/transforms.h"
@@ -100,6 +101,38 @@ inline int cifar(const uint8_t* data, size_t size) {
     } catch (const c10::Error&) {
     }
   }
+  return 0;
+}
+
+/// COCO instances JSON: parsed and checked, or refused. What parses must be consistent.
+inline int coco(const uint8_t* data, size_t size) {
+  using namespace mgd::data;
+  CocoInstances inst;
+  try {
+    inst = parse_coco_instances(reinterpret_cast<const char*>(data), size, "fuzz.json");
+  } catch (const c10::Error&) {
+    return 0;
+  }
+  for (int64_t label = 0; label < inst.num_classes(); ++label) {
+    if (inst.label(inst.category_id(label)) != label) __builtin_trap();
+  }
+  for (size_t i = 0; i < inst.images.size(); ++i) {
+    if (inst.image_index(inst.images[i].id) != static_cast<int64_t>(i)) __builtin_trap();
+    if (inst.images[i].width <= 0 || inst.images[i].height <= 0) __builtin_trap();
+  }
+  if (inst.image_annotations.size() != inst.images.size()) __builtin_trap();
+  size_t grouped = 0;
+  for (size_t i = 0; i < inst.images.size(); ++i) {
+    const CocoImage& im = inst.images[i];
+    for (int64_t k : inst.image_annotations[i]) {
+      const CocoAnnotation& a = inst.annotations.at(static_cast<size_t>(k));
+      if (a.image_id != im.id || !(a.bbox[2] > 0 && a.bbox[3] > 0)) __builtin_trap();
+      if (a.bbox[0] + a.bbox[2] > static_cast<double>(im.width) + 1.0) __builtin_trap();
+      (void)inst.label(a.category_id);
+      ++grouped;
+    }
+  }
+  if (grouped != inst.annotations.size()) __builtin_trap();
   return 0;
 }
 

@@ -3,12 +3,16 @@
 #pragma once
 
 #include "mgd/data/cifar.h"
+#include "mgd/data/coco.h"
 #include "mgd/data/dataset.h"
+#include "mgd/data/detection.h"
+#include "mgd/data/detection_transforms.h"
 #include "mgd/data/idx.h"
 #include "mgd/data/image.h"
 #include "mgd/data/image_folder.h"
 #include "mgd/data/loader.h"
 #include "mgd/data/rng.h"
+#include "mgd/data/scenes.h"
 #include "mgd/data/transforms.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/distiller/feature_net.h"

@@ -6,6 +6,7 @@ MGD_DEPS=(
   libtorch-dev libgloo-dev
   libjpeg62-turbo-dev libpng-dev zlib1g-dev
   googletest libgtest-dev libcli11-dev libyaml-cpp-dev
+  nlohmann-json3-dev  # COCO-format annotation files (src/data/coco.cpp), header-only
   python3-numpy python3-scipy python3-torch python3-torchvision python3-pil
   python3-matplotlib dataset-fashion-mnist  # scripts/study's report; its smoke test's data
 )

@@ -339,6 +339,7 @@ void to_rgb(const uint8_t* in, int64_t channels, uint8_t* out, int64_t pixels) {
 struct PngWriteJob {
   std::vector<uint8_t>* out = nullptr;
   const Image* image = nullptr;
+  int compression = -1;
   char message[256] = {0};
   jmp_buf jump;
   png_structp png = nullptr;
@@ -375,6 +376,7 @@ bool run_png_write(PngWriteJob* job) {
   if (!job->info) png_error(png, "cannot create a libpng info struct");
   png_infop info = job->info;
   png_set_write_fn(png, job, png_write_memory, png_flush_memory);
+  if (job->compression >= 0) png_set_compression_level(png, job->compression);
   const Image& image = *job->image;
   png_set_IHDR(png, info, static_cast<png_uint_32>(image.width),
                static_cast<png_uint_32>(image.height), 8,
@@ -581,12 +583,15 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   TORCH_CHECK(written == bytes.size() && closed, "cannot write ", path, ": ", std::strerror(error));
 }
 
-std::vector<uint8_t> encode_png(const Image& image) {
+std::vector<uint8_t> encode_png(const Image& image, int compression) {
   check_encodable(image, "encode_png");
+  TORCH_CHECK(compression >= -1 && compression <= 9, "encode_png: invalid compression level ",
+              compression, " (0..9, or -1 for zlib's default)");
   std::vector<uint8_t> out;
   PngWriteJob job;
   job.out = &out;
   job.image = &image;
+  job.compression = compression;
   TORCH_CHECK(run_png_write(&job), "encode_png failed: ", job.message);
   return out;
 }

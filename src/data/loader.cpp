@@ -20,10 +20,58 @@ namespace {
 constexpr int64_t kSubsetEpoch = -1;
 constexpr int64_t kShuffleIndex = -1;
 
+// Classification: every sample's image into one B x C x H x W tensor.
+Batch build_classification_batch(const Dataset& dataset, uint64_t seed,
+                                 c10::ArrayRef<int64_t> order, int64_t epoch, int64_t batch) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  Batch out;
+  out.epoch = epoch;
+  out.index = batch;
+  out.labels = torch::empty({n}, torch::kInt64);
+  out.indices = torch::empty({n}, torch::kInt64);
+  int64_t* labels = out.labels.data_ptr<int64_t>();
+  int64_t* indices = out.indices.data_ptr<int64_t>();
+  std::vector<int64_t> shape;
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t index = order[k];
+    Rng rng = Rng::for_sample(seed, epoch, index);
+    // After the first sample, images go straight into their slot of the batch when the
+    // dataset can write them there.
+    const torch::Tensor slot = k > 0 ? out.images[k] : torch::Tensor();
+    Example ex = k > 0 ? dataset.get_into(index, rng, slot) : dataset.get(index, rng);
+    TORCH_CHECK(ex.image.defined() && ex.image.dim() == 3, "Loader: sample ", index,
+                " is not a C x H x W image");
+    const bool in_place =
+        k > 0 && ex.image.data_ptr() == slot.data_ptr() && ex.image.sizes() == slot.sizes();
+    if (!in_place) {
+      torch::Tensor image = ex.image.to(torch::kFloat32).contiguous();
+      if (k == 0) {
+        shape = image.sizes().vec();
+        out.images = torch::empty({n, shape[0], shape[1], shape[2]}, torch::kFloat32);
+      }
+      TORCH_CHECK(image.sizes().vec() == shape, "Loader: sample ", index, " has shape ",
+                  image.sizes(), " but sample ", order[0], " of the same batch has ", shape,
+                  "; a batch needs images of one size (add a crop or resize to the transform)");
+      std::memcpy(out.images.data_ptr<float>() + k * image.numel(), image.data_ptr<float>(),
+                  static_cast<size_t>(image.numel()) * sizeof(float));
+    }
+    labels[k] = ex.label;
+    indices[k] = index;
+  }
+  return out;
+}
+
+int64_t checked_size(const std::shared_ptr<const Dataset>& dataset) {
+  TORCH_CHECK(dataset, "Loader: null dataset");
+  return dataset->size();
+}
+
 }  // namespace
 
+using detail::LoaderCore;
+
 // One pass over an epoch: its index list and the workers' shared state.
-struct Loader::Pass {
+struct LoaderCore::Pass {
   std::vector<int64_t> order;
   int64_t epoch = 0;
   int64_t end = 0;  // number of batches
@@ -36,16 +84,15 @@ struct Loader::Pass {
   int64_t next_deliver = 0;
   bool stopping = false;
   struct Result {
-    Batch batch;
+    std::shared_ptr<void> batch;
     std::exception_ptr error;
   };
   std::map<int64_t, Result> ready;
   std::vector<std::thread> threads;
 };
 
-Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
-    : dataset_(std::move(dataset)), options_(options) {
-  TORCH_CHECK(dataset_, "Loader: null dataset");
+LoaderCore::LoaderCore(int64_t dataset_size, const LoaderOptions& options, BuildFn build)
+    : options_(options), build_(std::move(build)) {
   const auto& o = options_;
   TORCH_CHECK(o.batch_size() >= 1, "Invalid LoaderOptions::batch_size: ", o.batch_size());
   TORCH_CHECK(o.workers() >= 0, "Invalid LoaderOptions::workers: ", o.workers());
@@ -53,7 +100,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
   TORCH_CHECK(o.max_samples() >= 0, "Invalid LoaderOptions::max_samples: ", o.max_samples());
   TORCH_CHECK(o.world_size() >= 1 && o.rank() >= 0 && o.rank() < o.world_size(),
               "Invalid LoaderOptions shard: rank ", o.rank(), " of world_size ", o.world_size());
-  const int64_t n = dataset_->size();
+  const int64_t n = dataset_size;
   TORCH_CHECK(n > 0, "Loader: the dataset is empty");
   if (o.max_samples() > 0 && o.max_samples() < n) {
     Rng rng = Rng::for_sample(o.seed(), kSubsetEpoch, kShuffleIndex);
@@ -73,22 +120,22 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
               " and drop_last is set: an epoch would have no batch");
 }
 
-Loader::~Loader() {
+LoaderCore::~LoaderCore() {
   stop();
 }
 
-int64_t Loader::num_batches() const {
+int64_t LoaderCore::num_batches() const {
   const int64_t b = options_.batch_size();
   return options_.drop_last() ? num_samples_ / b : (num_samples_ + b - 1) / b;
 }
 
-void Loader::set_epoch(int64_t epoch) {
+void LoaderCore::set_epoch(int64_t epoch) {
   TORCH_CHECK(epoch >= 0, "Loader::set_epoch: invalid epoch ", epoch);
   stop();
   epoch_ = epoch;
 }
 
-std::vector<int64_t> Loader::compute_order(int64_t epoch) const {
+std::vector<int64_t> LoaderCore::compute_order(int64_t epoch) const {
   std::vector<int64_t> order = subset_;
   if (options_.shuffle()) {
     Rng rng = Rng::for_sample(options_.seed(), epoch, kShuffleIndex);
@@ -111,53 +158,20 @@ std::vector<int64_t> Loader::compute_order(int64_t epoch) const {
   return mine;
 }
 
-std::vector<int64_t> Loader::epoch_indices() const {
+std::vector<int64_t> LoaderCore::epoch_indices() const {
   return compute_order(epoch_);
 }
 
-Batch Loader::build_batch(const std::vector<int64_t>& order, int64_t epoch, int64_t batch) const {
+std::shared_ptr<void> LoaderCore::build_batch(const std::vector<int64_t>& order, int64_t epoch,
+                                              int64_t batch) const {
   const int64_t begin = batch * options_.batch_size();
   const int64_t end =
       std::min<int64_t>(begin + options_.batch_size(), static_cast<int64_t>(order.size()));
-  const int64_t n = end - begin;
-  Batch out;
-  out.epoch = epoch;
-  out.index = batch;
-  out.labels = torch::empty({n}, torch::kInt64);
-  out.indices = torch::empty({n}, torch::kInt64);
-  int64_t* labels = out.labels.data_ptr<int64_t>();
-  int64_t* indices = out.indices.data_ptr<int64_t>();
-  std::vector<int64_t> shape;
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t index = order[begin + k];
-    Rng rng = Rng::for_sample(options_.seed(), epoch, index);
-    // After the first sample, images go straight into their slot of the batch when the
-    // dataset can write them there.
-    const torch::Tensor slot = k > 0 ? out.images[k] : torch::Tensor();
-    Example ex = k > 0 ? dataset_->get_into(index, rng, slot) : dataset_->get(index, rng);
-    TORCH_CHECK(ex.image.defined() && ex.image.dim() == 3, "Loader: sample ", index,
-                " is not a C x H x W image");
-    const bool in_place =
-        k > 0 && ex.image.data_ptr() == slot.data_ptr() && ex.image.sizes() == slot.sizes();
-    if (!in_place) {
-      torch::Tensor image = ex.image.to(torch::kFloat32).contiguous();
-      if (k == 0) {
-        shape = image.sizes().vec();
-        out.images = torch::empty({n, shape[0], shape[1], shape[2]}, torch::kFloat32);
-      }
-      TORCH_CHECK(image.sizes().vec() == shape, "Loader: sample ", index, " has shape ",
-                  image.sizes(), " but sample ", order[begin], " of the same batch has ", shape,
-                  "; a batch needs images of one size (add a crop or resize to the transform)");
-      std::memcpy(out.images.data_ptr<float>() + k * image.numel(), image.data_ptr<float>(),
-                  static_cast<size_t>(image.numel()) * sizeof(float));
-    }
-    labels[k] = ex.label;
-    indices[k] = index;
-  }
-  return out;
+  return build_(c10::ArrayRef<int64_t>(order.data() + begin, static_cast<size_t>(end - begin)),
+                epoch, batch);
 }
 
-void Loader::worker_loop(Pass* pass) const {
+void LoaderCore::worker_loop(Pass* pass) const {
   std::unique_lock<std::mutex> lock(pass->mutex);
   while (true) {
     pass->work_cv.wait(lock, [&] {
@@ -179,7 +193,7 @@ void Loader::worker_loop(Pass* pass) const {
   }
 }
 
-void Loader::start(int64_t first_batch) {
+void LoaderCore::start(int64_t first_batch) {
   TORCH_CHECK(first_batch >= 0 && first_batch <= num_batches(), "Loader::start: batch ",
               first_batch, " out of range (the epoch has ", num_batches(), " batches)");
   stop();
@@ -200,14 +214,14 @@ void Loader::start(int64_t first_batch) {
   }
 }
 
-c10::optional<Batch> Loader::next() {
+std::shared_ptr<void> LoaderCore::next() {
   if (state_ == State::kIdle) start(0);
-  if (state_ == State::kDone) return c10::nullopt;
+  if (state_ == State::kDone) return nullptr;
   Pass* pass = pass_.get();
   if (pass->next_deliver >= pass->end) {
     stop();
     state_ = State::kDone;
-    return c10::nullopt;
+    return nullptr;
   }
   Pass::Result result;
   if (pass->threads.empty()) {
@@ -234,7 +248,7 @@ c10::optional<Batch> Loader::next() {
   return std::move(result.batch);
 }
 
-void Loader::stop() {
+void LoaderCore::stop() {
   if (pass_) {
     {
       std::lock_guard<std::mutex> lock(pass_->mutex);
@@ -247,10 +261,13 @@ void Loader::stop() {
   state_ = State::kIdle;
 }
 
-Loader::Iterator Loader::begin() {
-  if (state_ != State::kRunning) start(0);
-  return Iterator(this);
-}
+Loader::Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
+    : BasicLoader<Batch>(checked_size(dataset), options,
+                         [dataset, seed = options.seed()](c10::ArrayRef<int64_t> indices,
+                                                          int64_t epoch, int64_t batch) {
+                           return build_classification_batch(*dataset, seed, indices, epoch, batch);
+                         }),
+      dataset_(std::move(dataset)) {}
 
 }  // namespace data
 }  // namespace mgd

@@ -36,5 +36,6 @@ TEST(FuzzRegressions, Checkpoint) { replay("checkpoint", mgd_fuzz::checkpoint); 
 TEST(FuzzRegressions, Image) { replay("image", mgd_fuzz::image); }
 TEST(FuzzRegressions, Idx) { replay("idx", mgd_fuzz::idx); }
 TEST(FuzzRegressions, Cifar) { replay("cifar", mgd_fuzz::cifar); }
+TEST(FuzzRegressions, Coco) { replay("coco", mgd_fuzz::coco); }
 
 }  // namespace

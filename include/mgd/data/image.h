@@ -113,7 +113,8 @@ struct JpegEncodeOptions {
 
 /// Encodes a 1-channel (grayscale) or 3-channel (RGB) image; for tests, benchmarks and tools.
 std::vector<uint8_t> encode_jpeg(const Image& image, const JpegEncodeOptions& options = {});
-std::vector<uint8_t> encode_png(const Image& image);
+/// `compression`: zlib's level, 0 (none) to 9 (smallest); -1 is zlib's default (6).
+std::vector<uint8_t> encode_png(const Image& image, int compression = -1);
 
 }  // namespace data
 }  // namespace mgd
