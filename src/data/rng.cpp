@@ -21,6 +21,11 @@ uint64_t rotl(uint64_t x, int k) {
 
 }  // namespace
 
+uint64_t mix_seed(uint64_t seed, uint64_t salt) {
+  uint64_t state = seed + 0x9e3779b97f4a7c15ULL * salt;
+  return splitmix64(state);
+}
+
 Rng::Rng(uint64_t seed) {
   uint64_t state = seed;
   for (auto& s : s_) s = splitmix64(state);

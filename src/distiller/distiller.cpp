@@ -121,9 +121,9 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
               "Distiller: invalid KD temperature ", options_.kd_temperature(),
               " (expected finite and > 0)");
 
-  auto teacher_norms = teacher_->feature_norms();
+  auto teacher_norms = teacher_->feature_affines();
   TORCH_CHECK(teacher_norms.size() == teacher_->feature_channels().size(),
-              "Distiller: the teacher exposes ", teacher_norms.size(), " BatchNorms for ",
+              "Distiller: the teacher exposes ", teacher_norms.size(), " norms for ",
               teacher_->feature_channels().size(), " feature positions");
   teacher_channels_ = teacher_->feature_channels();
   student_channels_ = student_->feature_channels();
@@ -170,12 +170,17 @@ DistillerImpl::DistillerImpl(FeatureNet teacher, FeatureNet student, DistillerOp
     } else {
       batch_norms_.push_back(register_module("norm" + tag, torch::nn::BatchNorm2d(s)));
     }
-    const auto& bn = teacher_norms[i];
-    TORCH_CHECK(bn->options.num_features() == t, "Distiller: the teacher's BatchNorm at position ",
-                i, " has ", bn->options.num_features(), " channels but its feature map has ", t,
+    const auto& norm = teacher_norms[i];
+    TORCH_CHECK(norm.weight.defined() && norm.bias.defined(), "Distiller: the teacher has no ",
+                "norm before its feature map at position ", i,
                 "; its margins cannot be computed, so this network cannot serve as a teacher "
                 "at that position (ignore the position, or use another teacher)");
-    auto margins = margins_from_bn(bn->weight, bn->bias);  // spec 2: once, at construction
+    TORCH_CHECK(norm.weight.numel() == t, "Distiller: the teacher's norm at position ",
+                i, " has ", norm.weight.numel(), " channels but its feature map has ", t,
+                "; its margins cannot be computed, so this network cannot serve as a teacher "
+                "at that position (ignore the position, or use another teacher)");
+    // Spec 2: once, at construction (a teacher's weights must be loaded before).
+    auto margins = margins_from_bn(norm.weight.detach(), norm.bias.detach());
     const int64_t k = reducer_->sparse() ? 1 : t / s;
     reducers_.push_back(register_module("reducer" + tag, ChannelReducer(reducer_, margins, s, k)));
     cost_sums_.push_back(register_buffer("cost_sum" + tag, torch::zeros({s, t}, torch::kDouble)));
@@ -368,13 +373,20 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
     tf = teacher_->extract(images);
   }
   Features sf = student_->extract(images);
+  return forward_features(tf, sf);
+}
+
+DistillOutput DistillerImpl::forward_features(const Features& tf, const Features& sf) {
+  TORCH_CHECK(matched(),
+              "Distiller: losses before any matching; run a tracking pass "
+              "(track) and update_matching() first");
   check_features(tf, sf);
 
   DistillOutput out;
   out.logits = sf.logits;
   out.teacher_logits = tf.logits;
   out.position_losses.resize(static_cast<size_t>(num_positions()));
-  out.loss = torch::zeros({}, sf.logits.options());
+  out.loss = torch::zeros({}, feature_at(sf, guided_.front()).options());
   for (size_t slot = 0; slot < guided_.size(); ++slot) {
     const int64_t i = guided_[slot];
     const auto& student_map = feature_at(sf, i);
@@ -403,6 +415,8 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
     out.loss = out.loss + loss;
   }
   if (options_.with_kd()) {
+    TORCH_CHECK(sf.logits.defined() && tf.logits.defined(),
+                "Distiller: KD needs the logits of both networks; these networks have none");
     out.kd_loss = functional::kd_loss(sf.logits, tf.logits, options_.kd_temperature());
   }
   return out;

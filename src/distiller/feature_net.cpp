@@ -4,11 +4,22 @@
 
 namespace mgd {
 
+std::vector<NormAffine> FeatureNetImpl::feature_affines() {
+  std::vector<NormAffine> affines;
+  for (const auto& bn : feature_norms()) {
+    if (bn.is_empty()) affines.push_back({});
+    else affines.push_back({bn->weight, bn->bias});
+  }
+  return affines;
+}
+
 std::vector<int64_t> FeatureNetImpl::feature_channels() {
   std::vector<int64_t> channels;
-  for (const auto& bn : feature_norms()) {
-    TORCH_CHECK(!bn.is_empty(), "feature_channels: a feature position has no BatchNorm");
-    channels.push_back(bn->options.num_features());
+  for (const auto& affine : feature_affines()) {
+    TORCH_CHECK(affine.weight.defined(),
+                "feature_channels: a feature position has no norm; the network must override "
+                "feature_channels()");
+    channels.push_back(affine.weight.numel());
   }
   return channels;
 }

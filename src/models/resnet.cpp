@@ -131,9 +131,12 @@ std::vector<int64_t> ResNetImpl::feature_channels() {
   return channels;
 }
 
-std::vector<std::pair<torch::Tensor, torch::Tensor>> ResNetImpl::feature_affines() const {
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> affines;
-  for (auto& stage : stages_) affines.push_back(stage.back()->last_norm_affine());
+std::vector<NormAffine> ResNetImpl::feature_affines() {
+  std::vector<NormAffine> affines;
+  for (auto& stage : stages_) {
+    auto [weight, bias] = stage.back()->last_norm_affine();
+    affines.push_back({weight, bias});
+  }
   return affines;
 }
 

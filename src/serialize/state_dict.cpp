@@ -136,7 +136,9 @@ void load_state_dict_into(torch::nn::Module& module, const StateDict& state, boo
   }
   if (strict) {
     for (const auto& item : state) {
-      if (!own.contains(item.key())) {
+      // A BatchNorm's counter, which a FrozenBatchNorm2d does not keep (torchvision's drops it
+      // on loading too).
+      if (!own.contains(item.key()) && !ends_with(item.key(), "num_batches_tracked")) {
         unexpected.push_back(item.key() + " " +
                              (item.value().defined() ? shape(item.value()) : "undefined"));
       }

@@ -70,9 +70,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   ckpt.insert_or_assign("teacher_top1", state.teacher_top1);
   ckpt.insert_or_assign("rng", state.rng_state.defined() ? Value(state.rng_state) : Value());
   ckpt.insert_or_assign("batch", state.batch);
-  const auto& m = state.epoch_meter;
-  ckpt.insert_or_assign("epoch_meter", Value::list({Value(m.count), Value(m.top1), Value(m.top5),
-                                                    Value(m.loss_sum)}));
+  ckpt.insert_or_assign("task_state", state.task_state);
   ckpt.insert_or_assign("metrics_bytes", state.metrics_bytes);
   serialize::save_file(path, Value(std::move(ckpt)));
 }
@@ -99,12 +97,9 @@ TrainingState load_checkpoint(const std::string& path, torch::nn::Module& model,
   if (v.contains("batch")) {  // absent from checkpoints written only at epoch ends
     s.batch = v.at("batch").to_int();
     TORCH_CHECK(s.batch >= 0, "'", path, "': invalid batch ", s.batch);
-    const auto& m = v.at("epoch_meter").items();
-    TORCH_CHECK(m.size() == 4, "'", path, "': epoch_meter holds ", m.size(), " numbers, expected 4");
-    s.epoch_meter.count = m[0].to_int();
-    s.epoch_meter.top1 = m[1].to_int();
-    s.epoch_meter.top5 = m[2].to_int();
-    s.epoch_meter.loss_sum = m[3].to_double();
+    // "epoch_meter": checkpoints of classification runs before the task interface.
+    if (v.contains("task_state")) s.task_state = v.at("task_state");
+    else if (v.contains("epoch_meter")) s.task_state = v.at("epoch_meter");
   }
   if (v.contains("metrics_bytes")) s.metrics_bytes = v.at("metrics_bytes").to_int();
   try {

@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
-#include <cstring>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -15,21 +15,18 @@
 #include <memory>
 #include <sstream>
 
-#include "mgd/data/dataset.h"
-#include "mgd/data/loader.h"
+#include "mgd/data/rng.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/distributed/communicator.h"
 #include "mgd/distributed/data_parallel.h"
 #include "mgd/distributed/environment.h"
-#include "mgd/loss/loss.h"
-#include "mgd/models/registry.h"
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/interrupt.h"
-#include "mgd/training/metrics.h"
 #include "mgd/training/run_log.h"
 #include "mgd/training/schedule.h"
 #include "mgd/training/sgd.h"
+#include "mgd/training/task.h"
 #include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
 
@@ -54,13 +51,17 @@ Method parse_method(const std::string& name) {
               "' (expected one of: none, mgd, mgd+kd, kd)");
 }
 
+double value_of(const NamedValues& values, const std::string& name) {
+  for (const auto& [key, value] : values) {
+    if (key == name) return value;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// Thrown inside evaluation and tracking passes to abandon them for a requested stop.
-struct StopNow {};
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -86,13 +87,6 @@ bool uses_kd(Method m) { return m == Method::kKd || m == Method::kMgdKd; }
 std::vector<int64_t> default_ignored_positions(const std::string& student) {
   if (student.rfind("mobilenet_v2", 0) == 0 || student.rfind("shufflenet_v2", 0) == 0) return {0};
   return {};
-}
-
-uint64_t mix_seed(uint64_t seed, uint64_t salt) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (salt + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
 }
 
 void validate(const TrainOptions& o) {
@@ -122,9 +116,27 @@ void validate(const TrainOptions& o) {
               ") needs the trained teacher's weights (--teacher-checkpoint)");
 }
 
+// The files by which a directory is known to hold a run.
+std::vector<std::string> run_files_in(const fs::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const char* name : {"checkpoint.pth", "best.pth", "config.yaml", "metrics.jsonl"}) {
+    if (fs::exists(dir / name, ec)) found.emplace_back(name);
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+      found.emplace_back("TensorBoard events");
+      break;
+    }
+  }
+  return found;
+}
+
 class Engine {
  public:
   explicit Engine(TrainOptions options) : o_(std::move(options)) {
+    // The classification default names no detection data: COCO-format is the detector's.
+    if (o_.task == "detection" && o_.data_format == "fashion-mnist") o_.data_format = "coco";
     validate(o_);
     threads_ = set_num_threads(o_.threads);
     keep_freed_memory();  // no page faults on the tensors every step allocates again
@@ -136,39 +148,31 @@ class Engine {
         distributed::detect_world(),
         distributed::CommunicatorOptions().timeout_seconds(o_.dist_timeout).device(device_));
     torch::manual_seed(o_.seed);
-    open_data();
-    build_models();
+    TaskContext context;
+    context.comm = comm_;
+    context.device = device_;
+    // A pass is abandoned for a stop only in one process (no collective to keep in step).
+    context.stop_requested = [comm = comm_] { return comm->world_size() == 1 && stop_requested(); };
+    task_ = make_task(o_, context);
+    distiller_ = task_->distiller();
   }
 
   RunSummary train();
-  /// `interruptible`: abandon the pass (throw StopNow) when a stop is requested.
-  EvalResult evaluate(FeatureNetImpl& net, bool interruptible = false);
-  FeatureNet student() { return student_; }
+  Evaluation evaluate() { return task_->evaluate(/*interruptible=*/false); }
 
  private:
-  void open_data();
-  void build_models();
   void matching_pass(int64_t epoch, int64_t step, bool interruptible);
   void write_checkpoint(bool is_best);
+  void commit_run_dir();
   void prepare_output_dir();
   [[noreturn]] void stop(int64_t batches);
-  // A stop requested now can be honoured inside a pass (one process: no collective to keep).
-  bool stop_inside_pass(bool interruptible) const {
-    return interruptible && comm_->world_size() == 1 && stop_requested();
-  }
   std::string config_text() const;
-
-  // Loader options sharded over the ranks; `pad` false gives every sample exactly once.
-  data::LoaderOptions shard(bool pad) const {
-    return data::LoaderOptions().rank(comm_->rank()).world_size(comm_->world_size()).pad(pad);
-  }
 
   TrainOptions o_;
   std::shared_ptr<distributed::Communicator> comm_;
   int threads_ = 1;
   torch::Device device_{torch::kCPU};
-  std::shared_ptr<data::Dataset> train_set_, test_set_, tracking_set_;
-  FeatureNet student_, teacher_;
+  std::unique_ptr<Task> task_;
   Distiller distiller_{nullptr};
   std::unique_ptr<SGD> sgd_;
   std::unique_ptr<RunLog> log_;
@@ -176,131 +180,33 @@ class Engine {
   std::string last_saved_;  // the state in the last checkpoint written by this process
 };
 
-void Engine::open_data() {
-  auto opts = [&](const std::string& split, bool augment) {
-    return data::DatasetOptions(o_.data_format, o_.data_root)
-        .split(split)
-        .augment(augment)
-        .image_size(o_.image_size);
-  };
-  test_set_ = data::make_dataset(opts("test", false));
-  if (!o_.evaluate_only) {
-    train_set_ = data::make_dataset(opts("train", o_.augment));
-    if (uses_mgd(o_.method)) tracking_set_ = data::make_dataset(opts("train", false));
-    const int64_t n = o_.train_subset > 0 ? std::min(o_.train_subset, train_set_->size())
-                                          : train_set_->size();
-    const std::string root = o_.data_root.empty() ? data::default_root(o_.data_format) : o_.data_root;
-    TORCH_CHECK(o_.batch_size <= n, "Batch size ", o_.batch_size, " is larger than the ", n,
-                " training images of ", o_.data_format,
-                root.empty() ? std::string() : " at '" + root + "'",
-                " (every epoch would be empty)");
-  }
-}
-
-void Engine::build_models() {
-  const auto classes = test_set_->num_classes();
-  const auto channels = test_set_->channels();
-  auto model_opts = models::ModelOptions().classes(classes).in_channels(channels);
-  student_ = models::make_model(o_.arch, model_opts);
-  if (!o_.init_checkpoint.empty()) load_weights(o_.init_checkpoint, *student_, o_.arch);
-  if (uses_teacher(o_.method)) {
-    teacher_ = models::make_model(o_.teacher_arch, model_opts);
-    load_weights(o_.teacher_checkpoint, *teacher_, o_.teacher_arch);
-    teacher_->eval();
-    for (auto& p : teacher_->parameters()) p.requires_grad_(false);
-  }
-  if (uses_mgd(o_.method)) {
-    auto ignore = o_.ignore_positions_set ? o_.ignore_positions : default_ignored_positions(o_.arch);
-    distiller_ = Distiller(teacher_, student_,
-                           DistillerOptions()
-                               .reducer(o_.reducer)
-                               .ignore_positions(ignore)
-                               .pre_relu(o_.pre_relu)
-                               .shave(o_.shave == "best" ? ShaveRule::kBest : ShaveRule::kFirst)
-                               .with_kd(uses_kd(o_.method))
-                               .kd_temperature(o_.kd_temperature));
-    distiller_->to(device_);
-  } else {
-    student_->to(device_);
-    if (teacher_) teacher_->to(device_);
-  }
-}
-
-EvalResult Engine::evaluate(FeatureNetImpl& net, bool interruptible) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = net.is_training();
-  net.eval();
-  // Every rank evaluates its own test images, none twice; the counts are summed.
-  data::Loader loader(test_set_, shard(/*pad=*/false)
-                                     .batch_size(o_.batch_size)
-                                     .shuffle(false)
-                                     .workers(o_.workers)
-                                     // the same test subset whatever the run's seed
-                                     .seed(0)
-                                     .max_samples(o_.test_subset));
-  AccuracyMeter meter;
-  for (auto& batch : loader) {
-    if (stop_inside_pass(interruptible)) throw StopNow{};
-    auto x = batch.images.to(device_);
-    auto y = batch.labels.to(device_);
-    auto logits = net.forward(x);
-    auto loss = torch::nn::functional::cross_entropy(
-        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    meter.add(logits, y, loss.item<double>());
-  }
-  if (comm_->world_size() > 1) {
-    auto totals = torch::tensor({static_cast<double>(meter.count), static_cast<double>(meter.top1),
-                                 static_cast<double>(meter.top5), meter.loss_sum},
-                                torch::kDouble);
-    comm_->all_reduce_sum({totals}, "all-reduce of the evaluation counts");
-    meter.count = static_cast<int64_t>(totals[0].item<double>());
-    meter.top1 = static_cast<int64_t>(totals[1].item<double>());
-    meter.top5 = static_cast<int64_t>(totals[2].item<double>());
-    meter.loss_sum = totals[3].item<double>();
-  }
-  net.train(was_training);
-  return {meter.top1_percent(), meter.top5_percent(), meter.mean_loss(), meter.count};
-}
-
 void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
   const auto t0 = Clock::now();
-  // A deterministic, shuffled, un-augmented view of the training set, capped at
-  // tracking_images; a different subset for every pass, derived from the seed and the
-  // point in training, so a resumed run sees the same images. Each rank tracks its own
-  // shard of them; their statistics are summed before rank 0 solves (spec 8).
-  data::Loader loader(tracking_set_,
-                      shard(/*pad=*/false)
-                          .batch_size(o_.batch_size)
-                          .shuffle(true)
-                          .workers(o_.workers)
-                          .seed(mix_seed(o_.seed, static_cast<uint64_t>(epoch * 1000003 + step)))
-                          .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
   distiller_->reset_tracking();
   int64_t skipped = 0;
-  for (auto& batch : loader) {
-    if (stop_inside_pass(interruptible)) throw StopNow{};
-    try {
-      distiller_->track(batch.images.to(device_));
-    } catch (const c10::Error& e) {
-      // Where the cost matrix first turns non-finite: the pass, the batch and the position.
-      const std::string what = e.what_without_backtrace();
-      std::ostringstream where;
-      // Passes before an epoch are the interruptible ones; the others follow a step.
-      if (interruptible) where << "Tracking pass before epoch " << epoch + 1;
-      else where << "Tracking pass after step " << step << " (epoch " << epoch + 1 << ")";
-      where << ", tracking batch " << batch.index + 1 << ": " << what;
-      const bool nonfinite = what.find("non-finite") != std::string::npos;
-      if (nonfinite && o_.skip_nonfinite) {
-        ++skipped;
-        if (log_) log_->warning(where.str() + "; batch skipped (--skip-nonfinite)");
-        continue;
-      }
-      TORCH_CHECK(false, where.str(),
-                  nonfinite ? ". No checkpoint was written from this state; pass --skip-nonfinite "
-                              "to skip such batches"
-                            : "");
+  // A different subset for every pass, derived from the seed and the point in training, so a
+  // resumed run sees the same images.
+  const uint64_t seed =
+      data::mix_seed(o_.seed, static_cast<uint64_t>(epoch * 1000003 + step));
+  task_->track(seed, interruptible, [&](const c10::Error& e, int64_t batch) {
+    // Where the cost matrix first turns non-finite: the pass, the batch and the position.
+    const std::string what = e.what_without_backtrace();
+    std::ostringstream where;
+    // Passes before an epoch are the interruptible ones; the others follow a step.
+    if (interruptible) where << "Tracking pass before epoch " << epoch + 1;
+    else where << "Tracking pass after step " << step << " (epoch " << epoch + 1 << ")";
+    where << ", tracking batch " << batch + 1 << ": " << what;
+    const bool nonfinite = what.find("non-finite") != std::string::npos;
+    if (nonfinite && o_.skip_nonfinite) {
+      ++skipped;
+      if (log_) log_->warning(where.str() + "; batch skipped (--skip-nonfinite)");
+      return true;
     }
-  }
+    TORCH_CHECK(false, where.str(),
+                nonfinite ? ". No checkpoint was written from this state; pass --skip-nonfinite "
+                            "to skip such batches"
+                          : "");
+  });
   TORCH_CHECK(distiller_->tracked_images() > 0, "Tracking pass in epoch ", epoch + 1,
               ": every tracking batch was skipped (", skipped, " non-finite)");
   auto costs = distributed::synchronize_matching(distiller_, *comm_);
@@ -321,6 +227,7 @@ std::string Engine::config_text() const {
   auto text = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
   auto flag = [](bool v) { return v ? "true" : "false"; };
   s << std::setprecision(17);
+  if (o_.task != "classification") s << "task: " << o_.task << "\n";
   s << "arch: " << o_.arch << "\n";
   if (uses_teacher(o_.method)) {
     s << "teacher_arch: " << o_.teacher_arch << "\n"
@@ -362,11 +269,11 @@ std::string Engine::config_text() const {
     s << "kd_temperature: " << o_.kd_temperature << "\n"
       << "kd_weight: " << o_.kd_weight << "\n";
   }
+  s << task_->config_text();
   s << "seed: " << o_.seed << "\n"
     << "device: " << o_.device << "\n"
     << "threads: " << threads_ << "\n"
     << "output_dir: " << o_.output_dir << "\n"
-
     << "print_freq: " << o_.print_freq << "\n"
     << "checkpoint_every: " << o_.checkpoint_every << "\n"
     << "skip_nonfinite: " << flag(o_.skip_nonfinite) << "\n"
@@ -375,23 +282,30 @@ std::string Engine::config_text() const {
   return s.str();
 }
 
+void Engine::commit_run_dir() {
+  // The run's first checkpoint (or the end of a run resumed when finished): from now on the
+  // directory is this run's. Until here it was left as it was, so a run failing earlier
+  // destroys nothing.
+  serialize::write_file_atomically((fs::path(o_.output_dir) / "config.yaml").string(),
+                                   state_.config);
+  log_->commit();
+}
+
 void Engine::write_checkpoint(bool is_best) {
   if (!comm_->is_main()) return;  // every rank holds the same state; rank 0 writes it
   const auto path = (fs::path(o_.output_dir) / "checkpoint.pth").string();
   state_.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  state_.task_state = task_->state();
   torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
   std::string target = path;
   try {
     if (!log_->committed()) {
-      // The run's first checkpoint: from now on the directory is this run's. Until here it
-      // was left as it was, so a run failing earlier destroys nothing.
       target = (fs::path(o_.output_dir) / "config.yaml").string();
-      serialize::write_file_atomically(target, state_.config);
-      log_->commit();
+      commit_run_dir();
       target = path;
     }
     state_.metrics_bytes = log_->metrics_bytes();
-    save_checkpoint(path, *student_, d, sgd_->momentum_buffers(), state_);
+    save_checkpoint(path, task_->network(), d, sgd_->momentum_buffers(), state_);
     std::ostringstream saved;
     saved << "epoch " << state_.epoch + (state_.batch > 0 ? 1 : 0);
     if (state_.batch > 0) saved << ", batch " << state_.batch;
@@ -418,23 +332,6 @@ void Engine::write_checkpoint(bool is_best) {
     what << "; free some space or fix the directory, then resume with --resume " << path;
     TORCH_CHECK(false, what.str());
   }
-}
-
-// The files by which a directory is known to hold a run.
-std::vector<std::string> run_files_in(const fs::path& dir) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const char* name : {"checkpoint.pth", "best.pth", "config.yaml", "metrics.jsonl"}) {
-    if (fs::exists(dir / name, ec)) found.emplace_back(name);
-  }
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const auto name = entry.path().filename().string();
-    if (name.rfind("events.out.tfevents.", 0) == 0) {
-      found.emplace_back("TensorBoard events");
-      break;
-    }
-  }
-  return found;
 }
 
 void Engine::prepare_output_dir() {
@@ -492,6 +389,18 @@ void Engine::stop(int64_t batches) {
   throw Interrupted(what.str(), signal, comm_->is_main() ? path : std::string());
 }
 
+EvalResult to_eval_result(const Evaluation& e) {
+  EvalResult r;
+  r.metrics = e.metrics;
+  r.images = e.images;
+  const double top1 = value_of(e.metrics, "acc1"), top5 = value_of(e.metrics, "acc5"),
+               loss = value_of(e.metrics, "loss");
+  r.top1 = std::isnan(top1) ? 0 : top1;
+  r.top5 = std::isnan(top5) ? 0 : top5;
+  r.loss = std::isnan(loss) ? 0 : loss;
+  return r;
+}
+
 RunSummary Engine::train() {
   const bool main_rank = comm_->is_main();
   if (main_rank) prepare_output_dir();
@@ -500,14 +409,14 @@ RunSummary Engine::train() {
   state_.method = method_name(o_.method);
   state_.config = config_text();
 
-  auto params = distiller_ ? distiller_->trainable_parameters() : student_->parameters();
+  auto params = task_->parameters();
   sgd_ = std::make_unique<SGD>(params, SGDOptions(o_.lr)
                                            .momentum(o_.momentum)
                                            .weight_decay(o_.weight_decay)
                                            .nesterov(o_.nesterov));
   if (!o_.resume.empty()) {
     torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
-    auto restored = load_checkpoint(o_.resume, *student_, d, &sgd_->momentum_buffers());
+    auto restored = load_checkpoint(o_.resume, task_->network(), d, &sgd_->momentum_buffers());
     TORCH_CHECK(restored.arch == o_.arch && restored.method == state_.method,
                 "Cannot resume '", o_.resume, "': it is a ", restored.method, " run of ",
                 restored.arch, ", this is a ", state_.method, " run of ", o_.arch);
@@ -522,10 +431,17 @@ RunSummary Engine::train() {
     for (auto& b : sgd_->momentum_buffers()) {
       if (b.defined()) b = b.to(device_);
     }
+    if (!state_.task_state.is_none()) {
+      try {
+        task_->load_state(state_.task_state);
+      } catch (const c10::Error& e) {
+        TORCH_CHECK(false, "Cannot resume '", o_.resume, "': ", e.what_without_backtrace());
+      }
+    }
   }
   // Every rank starts from rank 0's weights (they agree already when seeded alike).
   distributed::broadcast_module(distiller_ ? static_cast<torch::nn::Module&>(*distiller_)
-                                           : static_cast<torch::nn::Module&>(*student_),
+                                           : task_->network(),
                                 *comm_);
   distributed::GradientAverager averager(params, comm_, o_.bucket_mb << 20);
   // Logging, metrics, progress and checkpoints: rank 0 only.
@@ -553,25 +469,18 @@ RunSummary Engine::train() {
   matching.epochs = o_.update_epochs;
   matching.every_iters = o_.update_iters;
 
-  data::Loader loader(train_set_, shard(/*pad=*/true)
-                                      .batch_size(o_.batch_size)
-                                      .shuffle(true)
-                                      .drop_last(true)
-                                      .workers(o_.workers)
-                                      .seed(o_.seed)
-                                      .max_samples(o_.train_subset));
   RunSummary summary;
   summary.output_dir = o_.output_dir;
+  summary.best_metric = task_->best_metric();
   const auto t_start = Clock::now();
   int64_t batches = 0;  // of the current epoch, for the stop message
   try {
-    if (teacher_ && state_.teacher_top1 < 0) {
-      auto t = evaluate(*teacher_, /*interruptible=*/true);
-      state_.teacher_top1 = t.top1;
-      if (log_) log_->evaluation("teacher", state_.epoch, state_.global_step, t.top1, t.top5, t.loss);
+    if (task_->has_teacher() && state_.teacher_top1 < 0) {
+      auto t = task_->evaluate_teacher(/*interruptible=*/true);
+      state_.teacher_top1 = value_of(t.metrics, task_->best_metric());
+      if (log_) log_->evaluation("teacher", state_.epoch, state_.global_step, t.metrics);
     }
 
-    auto ce_opts = torch::nn::functional::CrossEntropyFuncOptions();
     for (int64_t epoch = state_.epoch; epoch < o_.epochs; ++epoch) {
       // > 0 when resuming a checkpoint written inside this epoch: continue at that batch, with
       // the matching it holds (the pass due before the epoch is done already).
@@ -579,61 +488,17 @@ RunSummary Engine::train() {
       if (distiller_ && first_batch == 0 && matching.due_before_epoch(epoch)) {
         matching_pass(epoch, state_.global_step, /*interruptible=*/true);
       }
-      if (distiller_) distiller_->train(); else student_->train();
-      loader.set_epoch(epoch);
-      batches = loader.num_batches();
-      TORCH_CHECK(first_batch <= batches, "Cannot resume '", o_.resume, "' at batch ", first_batch,
-                  " of epoch ", epoch + 1, ": this run's epochs have ", batches,
-                  " batches (the data, subset or batch size differ from the checkpoint's run)");
-      loader.start(first_batch);
+      task_->train(true);
+      batches = task_->start_epoch(epoch, first_batch);
       if (log_) log_->begin_epoch(epoch, o_.epochs, batches);
-      AccuracyMeter train_meter = state_.epoch_meter;
       bool stop_now = false;
-      for (auto& batch : loader) {
-        const double rate = lr.at(epoch, batch.index, batches);
+      while (task_->next_batch()) {
+        const int64_t index = task_->batch_index();
+        const double rate = lr.at(epoch, index, batches);
         sgd_->set_lr(rate);
-        auto x = batch.images.to(device_);
-        auto y = batch.labels.to(device_);
-        StepLosses parts;
-        std::vector<bool> distilled;  // per position: a NaN there is a loss, not "not distilled"
-        torch::Tensor logits, loss;
-        if (distiller_) {
-          auto out = distiller_->forward(x);
-          logits = out.logits;
-          auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
-          auto d = out.loss / static_cast<double>(x.size(0)) / o_.loss_factor;
-          loss = ce + d;
-          parts.task = ce.item<double>();
-          parts.distill = d.item<double>();
-          for (size_t i = 0; i < out.position_losses.size(); ++i) {
-            distilled.push_back(out.position_losses[i].defined());
-            parts.positions.push_back(out.position_losses[i].defined()
-                                          ? out.position_losses[i].item<double>() /
-                                                static_cast<double>(x.size(0)) / o_.loss_factor
-                                          : std::numeric_limits<double>::quiet_NaN());
-          }
-          if (out.kd_loss.defined()) {
-            loss = loss + o_.kd_weight * out.kd_loss;
-            parts.kd = out.kd_loss.item<double>();
-          }
-        } else {
-          logits = student_->forward(x);
-          auto ce = torch::nn::functional::cross_entropy(logits, y, ce_opts);
-          loss = ce;
-          parts.task = ce.item<double>();
-          if (teacher_) {  // KD alone
-            torch::Tensor teacher_logits;
-            {
-              torch::NoGradGuard no_grad;
-              teacher_logits = teacher_->forward(x);
-            }
-            auto kd = functional::kd_loss(logits, teacher_logits, o_.kd_temperature);
-            loss = loss + o_.kd_weight * kd;
-            parts.kd = kd.item<double>();
-          }
-        }
-        parts.total = loss.item<double>();
-        bool nonfinite = !std::isfinite(parts.total);
+        StepResult result = task_->step();
+        const double total = result.loss.item<double>();
+        bool nonfinite = !std::isfinite(total);
         stop_now = stop_requested();
         if (comm_->world_size() > 1) {  // every rank must skip (or stop) together
           auto flag = torch::tensor({nonfinite ? 1.0 : 0.0, stop_now ? 1.0 : 0.0}, torch::kDouble);
@@ -643,18 +508,12 @@ RunSummary Engine::train() {
         }
         if (nonfinite) {
           std::ostringstream what;
-          if (std::isfinite(parts.total)) what << "On another rank: ";
-          what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << batch.index + 1
-               << " (step " << state_.global_step + 1 << "): task " << parts.task;
-          if (distiller_) {
-            what << ", distillation " << parts.distill;
-            for (size_t i = 0; i < parts.positions.size(); ++i) {
-              if (distilled[i]) {
-                what << ", position " << i << " " << parts.positions[i];
-              }
-            }
+          if (std::isfinite(total)) what << "On another rank: ";
+          what << "Non-finite loss at epoch " << epoch + 1 << ", batch " << index + 1
+               << " (step " << state_.global_step + 1 << "):";
+          for (size_t i = 0; i < result.parts.size(); ++i) {
+            what << (i ? ", " : " ") << result.parts[i].first << " " << result.parts[i].second;
           }
-          if (teacher_ && !std::isnan(parts.kd)) what << ", kd " << parts.kd;
           if (o_.skip_nonfinite) {
             if (log_) log_->warning(what.str() + "; step skipped (--skip-nonfinite)");
             continue;
@@ -672,40 +531,45 @@ RunSummary Engine::train() {
           TORCH_CHECK(false, what.str(), "; lower the learning rate or pass --skip-nonfinite.");
         }
         sgd_->zero_grad();
-        loss.backward();
+        result.loss.backward();
         averager.average();
         sgd_->step();
         ++state_.global_step;
-        train_meter.add(logits.detach(), y, parts.total * x.size(0));
-        if (log_) log_->step(epoch, batch.index, state_.global_step, x.size(0), rate, parts,
-                   train_meter.top1_percent());
+        task_->after_step(result);
+        if (log_) {
+          log_->step(epoch, index, state_.global_step, result.images, rate, total, result.parts,
+                     task_->step_metrics());
+        }
         if (distiller_ && matching.due_after_step(state_.global_step)) {
           matching_pass(epoch, state_.global_step, /*interruptible=*/false);
-          distiller_->train();
+          task_->train(true);
         }
-        state_.batch = batch.index + 1;
-        state_.epoch_meter = train_meter;
+        state_.batch = index + 1;
         if (comm_->world_size() == 1) stop_now = stop_requested();
         if (stop_now) stop(batches);
         if (o_.checkpoint_every > 0 && state_.global_step % o_.checkpoint_every == 0) {
           write_checkpoint(/*is_best=*/false);
         }
       }
-      auto eval = evaluate(*student_, /*interruptible=*/true);
+      const NamedValues train_metrics = task_->epoch_metrics();
+      auto eval = task_->evaluate(/*interruptible=*/true);
       state_.epoch = epoch + 1;
       state_.batch = 0;
-      state_.epoch_meter = AccuracyMeter();
-      const bool is_best = eval.top1 > state_.best_top1 || epoch == 0;
+      const double value = value_of(eval.metrics, task_->best_metric());
+      const bool is_best = value > state_.best_top1 || epoch == 0;
       if (is_best) {
-        state_.best_top1 = eval.top1;
-        state_.best_top5 = eval.top5;
+        state_.best_top1 = value;
+        const double top5 = value_of(eval.metrics, "acc5");
+        state_.best_top5 = std::isnan(top5) ? 0 : top5;
       }
-      if (log_) log_->end_epoch(epoch, state_.global_step, train_meter.top1_percent(), train_meter.mean_loss(),
-                      eval.top1, eval.top5, eval.loss, sgd_->lr(), seconds_since(t_start));
+      if (log_) {
+        log_->end_epoch(epoch, state_.global_step, train_metrics, eval.metrics, sgd_->lr(),
+                        seconds_since(t_start));
+      }
       write_checkpoint(is_best);
-      summary.final_eval = eval;
+      summary.final_eval = to_eval_result(eval);
     }
-  } catch (const StopNow&) {
+  } catch (const PassAbandoned&) {
     stop(batches);
   }
   summary.best_top1 = state_.best_top1;
@@ -715,9 +579,13 @@ RunSummary Engine::train() {
   summary.checkpoint = (fs::path(o_.output_dir) / "checkpoint.pth").string();
   summary.best_checkpoint = (fs::path(o_.output_dir) / "best.pth").string();
   if (state_.epoch == o_.epochs && summary.final_eval.images == 0) {
-    summary.final_eval = evaluate(*student_);  // resumed a finished run
+    summary.final_eval = to_eval_result(evaluate());  // resumed a finished run
   }
-  if (log_) log_->finish(summary.final_eval.top1, state_.best_top1, summary.train_seconds);
+  if (log_) {
+    if (!log_->committed()) commit_run_dir();  // resumed a finished run: nothing else written
+    log_->finish(summary.final_eval.metrics, task_->best_metric(), state_.best_top1,
+                 summary.train_seconds);
+  }
   comm_->barrier();  // no rank leaves before rank 0 has written the last checkpoint
   return summary;
 }
@@ -738,7 +606,7 @@ EvalResult run_evaluation(const TrainOptions& options) {
               "Evaluation needs weights: pass a checkpoint (--checkpoint or --resume)");
   o.method = Method::kNone;
   Engine engine(o);
-  return engine.evaluate(*engine.student());
+  return to_eval_result(engine.evaluate());
 }
 
 }  // namespace mgd::training

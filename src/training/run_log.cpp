@@ -97,46 +97,44 @@ void RunLog::begin_epoch(int64_t epoch, int64_t /*epochs*/, int64_t batches) {
 }
 
 void RunLog::step(int64_t epoch, int64_t batch, int64_t global_step, int64_t images, double lr,
-                  const StepLosses& losses, double train_top1) {
-  impl_->loss_sum += losses.total;
+                  double loss, const NamedValues& parts, const NamedValues& running) {
+  impl_->loss_sum += loss;
   ++impl_->steps;
-  logging::Metrics shown = {{"loss", impl_->loss_sum / impl_->steps}, {"acc1", train_top1}};
+  logging::Metrics shown = {{"loss", impl_->loss_sum / impl_->steps}};
+  for (const auto& [name, value] : running) shown.emplace_back(name, value);
   impl_->progress.update(batch + 1, images, shown);
   if (global_step % impl_->print_freq != 0) return;
   logging::Metrics m;
-  add_if_set(m, "loss", losses.total);
-  add_if_set(m, "task_loss", losses.task);
-  add_if_set(m, "distill_loss", losses.distill);
-  add_if_set(m, "kd_loss", losses.kd);
-  for (size_t i = 0; i < losses.positions.size(); ++i) {
-    if (!std::isnan(losses.positions[i])) {
-      m.emplace_back("distill_loss_" + std::to_string(i), losses.positions[i]);
-    }
-  }
+  add_if_set(m, "loss", loss);
+  for (const auto& [name, value] : parts) add_if_set(m, name.c_str(), value);
   m.emplace_back("lr", lr);
-  m.emplace_back("acc1", train_top1);
+  for (const auto& [name, value] : running) m.emplace_back(name, value);
   m.emplace_back("images_per_sec", impl_->progress.images_per_sec());
   impl_->emit([=, t = now_seconds()](logging::RunLogger& l) { l.log("train", epoch + 1, global_step, m, t); });
 }
 
-void RunLog::end_epoch(int64_t epoch, int64_t global_step, double train_top1, double train_loss,
-                       double top1, double top5, double test_loss, double lr,
-                       double elapsed_seconds) {
+void RunLog::end_epoch(int64_t epoch, int64_t global_step, const NamedValues& train,
+                       const NamedValues& evaluation, double lr, double elapsed_seconds) {
   const double seconds = impl_->progress.finish();
-  logging::Metrics m = {{"train_loss", train_loss}, {"train_acc1", train_top1},
-                        {"acc1", top1},             {"acc5", top5},
-                        {"err1", 100.0 - top1},     {"err5", 100.0 - top5},
-                        {"loss", test_loss},        {"lr", lr},
-                        {"epoch_seconds", seconds}, {"elapsed_seconds", elapsed_seconds}};
+  logging::Metrics m;
+  for (const auto& [name, value] : train) m.emplace_back(name, value);
+  for (const auto& [name, value] : evaluation) m.emplace_back(name, value);
+  m.emplace_back("lr", lr);
+  m.emplace_back("epoch_seconds", seconds);
+  m.emplace_back("elapsed_seconds", elapsed_seconds);
   impl_->emit([=, t = now_seconds()](logging::RunLogger& l) {
     l.log("eval", epoch + 1, global_step, m, t);
     l.flush();
   });
-  std::cerr << logging::epoch_summary(epoch + 1, seconds,
-                                      {{"train_loss", train_loss},
-                                       {"test_acc1", top1},
-                                       {"test_acc5", top5}})
-            << "\n";
+  // One line: the training loss, and the evaluation's metrics (not their complements).
+  logging::Metrics shown;
+  for (const auto& [name, value] : train) {
+    if (name.size() >= 4 && name.compare(name.size() - 4, 4, "loss") == 0) shown.emplace_back(name, value);
+  }
+  for (const auto& [name, value] : evaluation) {
+    if (name.rfind("err", 0) != 0 && name != "loss") shown.emplace_back("test_" + name, value);
+  }
+  std::cerr << logging::epoch_summary(epoch + 1, seconds, shown) << "\n";
 }
 
 void RunLog::matching(int64_t epoch, int64_t global_step, Distiller& distiller,
@@ -155,13 +153,19 @@ void RunLog::matching(int64_t epoch, int64_t global_step, Distiller& distiller,
   std::cerr << "\n";
 }
 
-void RunLog::evaluation(const std::string& who, int64_t epoch, int64_t global_step, double top1,
-                        double top5, double loss) {
-  impl_->emit([=, t = now_seconds()](logging::RunLogger& l) {
-    l.log(who, epoch, global_step,
-          {{"acc1", top1}, {"acc5", top5}, {"err1", 100 - top1}, {"loss", loss}}, t);
-  });
-  std::cerr << who << ": top-1 " << top1 << "%, top-5 " << top5 << "%\n";
+void RunLog::evaluation(const std::string& who, int64_t epoch, int64_t global_step,
+                        const NamedValues& metrics) {
+  logging::Metrics m;
+  for (const auto& [name, value] : metrics) m.emplace_back(name, value);
+  impl_->emit([=, t = now_seconds()](logging::RunLogger& l) { l.log(who, epoch, global_step, m, t); });
+  const double top1 = value_of(metrics, "acc1"), top5 = value_of(metrics, "acc5");
+  if (!std::isnan(top1) && !std::isnan(top5)) {
+    std::cerr << who << ": top-1 " << top1 << "%, top-5 " << top5 << "%\n";
+  } else {
+    std::cerr << who << ":";
+    for (const auto& [name, value] : metrics) std::cerr << " " << name << " " << value;
+    std::cerr << "\n";
+  }
 }
 
 void RunLog::warning(const std::string& message) {
@@ -169,10 +173,13 @@ void RunLog::warning(const std::string& message) {
   mgd::warn(message);
 }
 
-void RunLog::finish(double final_top1, double best_top1, double seconds) {
+void RunLog::finish(const NamedValues& final_metrics, const std::string& best_metric,
+                    double best, double seconds) {
+  const logging::Metrics m = {{"final_" + best_metric, value_of(final_metrics, best_metric)},
+                              {"best_" + best_metric, best},
+                              {"seconds", seconds}};
   impl_->emit([=, t = now_seconds()](logging::RunLogger& l) {
-    l.log("summary", -1, -1,
-          {{"final_acc1", final_top1}, {"best_acc1", best_top1}, {"seconds", seconds}}, t);
+    l.log("summary", -1, -1, m, t);
     l.flush();
   });
 }

@@ -39,6 +39,10 @@ class Rng {
   uint64_t s_[4];
 };
 
+/// A seed for a stream of its own, derived from `seed` and `salt` (one SplitMix64 step from
+/// seed + salt * 2^64/phi): neighbouring salts give unrelated seeds.
+uint64_t mix_seed(uint64_t seed, uint64_t salt);
+
 /// A uniformly random permutation of 0..n-1 (Fisher-Yates), drawn from `rng`.
 std::vector<int64_t> random_permutation(int64_t n, Rng& rng);
 

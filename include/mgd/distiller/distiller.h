@@ -54,8 +54,8 @@ struct DistillerOptions {
 
 /// What one distillation forward pass returns.
 struct DistillOutput {
-  torch::Tensor logits;                        ///< student logits (with autograd graph)
-  torch::Tensor teacher_logits;                ///< teacher logits (no graph)
+  torch::Tensor logits;                        ///< student logits (with autograd graph), if any
+  torch::Tensor teacher_logits;                ///< teacher logits (no graph), if any
   std::vector<torch::Tensor> position_losses;  ///< per position, divided by its divisor;
                                                ///< undefined for ignored positions
   torch::Tensor loss;                          ///< sum of position_losses (the d_loss)
@@ -74,6 +74,9 @@ class DistillerImpl : public torch::nn::Module {
   /// Teacher (no autograd graph, eval mode) and student forward, and the losses.
   /// Throws if no matching has been computed yet.
   DistillOutput forward(const torch::Tensor& images);
+  /// The losses from features the caller computed (the teacher's without a graph): for tasks
+  /// whose networks do more than extract() in their pass (a detector's heads, MoCo's views).
+  DistillOutput forward_features(const Features& teacher, const Features& student);
 
   // --- cost tracking (spec 3) ---
   /// Zeroes the cost accumulators and the image count.

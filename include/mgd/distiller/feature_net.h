@@ -1,9 +1,11 @@
 // The feature interface a network implements to be distilled (MGD spec section 1).
 //
-// A distillable network computes, in ONE forward pass, its logits and, at each of its n
-// distillation positions, the feature map before its final ReLU and after it. It also
-// exposes the BatchNorm that produces each pre-ReLU map: the distiller reads the teacher's
-// to compute margins, and the channel count of every position from either network's.
+// A distillable network computes, in ONE forward pass, at each of its n distillation
+// positions the feature map before its final activation and after it, and its logits when it
+// is a classifier (a detector, or a contrastive encoder, has none: logits stay undefined). It
+// also exposes the affine (gamma, beta) of the norm producing each pre-activation map -- a
+// BatchNorm, a FrozenBatchNorm, a GroupNorm: the distiller computes a teacher's margins from
+// it (spec 2) -- and each position's channel count.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -17,20 +19,31 @@ namespace mgd {
 /// Everything one forward pass of a distillable network produces.
 struct Features {
   std::vector<torch::Tensor> pre_relu;   ///< per position, B x C_i x H_i x W_i
-  std::vector<torch::Tensor> post_relu;  ///< per position, relu(pre_relu[i])
-  torch::Tensor logits;                  ///< B x classes
+  std::vector<torch::Tensor> post_relu;  ///< per position, the map after its activation
+  torch::Tensor logits;                  ///< B x classes; undefined for a network without
+};
+
+/// The affine of the norm producing a position's pre-activation map. Undefined tensors: the
+/// position has no such norm (an FPN level), so it cannot be a teacher's distilled position.
+struct NormAffine {
+  torch::Tensor weight;  ///< gamma, C values
+  torch::Tensor bias;    ///< beta, C values
 };
 
 class FeatureNetImpl : public torch::nn::Module {
  public:
-  /// One forward pass: features at every position and the logits.
+  /// One forward pass: features at every position (and the logits of a classifier).
   virtual Features extract(const torch::Tensor& input) = 0;
-  /// The BatchNorm producing each position's pre-ReLU map, one per position. A teacher's
-  /// must have the position's channel count (its margins come from it, spec 2).
-  virtual std::vector<torch::nn::BatchNorm2d> feature_norms() = 0;
+  /// The norm affine of each position, one per position. A teacher's must have the
+  /// position's channel count (its margins come from it, spec 2). By default from
+  /// feature_norms().
+  virtual std::vector<NormAffine> feature_affines();
+  /// For networks built of torch::nn::BatchNorm2d: the BatchNorm producing each position's
+  /// pre-ReLU map. A network overriding feature_affines() need not provide it.
+  virtual std::vector<torch::nn::BatchNorm2d> feature_norms() { return {}; }
 
-  /// Channel count of each position; by default derived from feature_norms(). A network
-  /// whose pre-ReLU map is not the output of one BatchNorm (ShuffleNet-V2) overrides it.
+  /// Channel count of each position; by default derived from feature_affines(). A network
+  /// whose pre-ReLU map is not the output of one norm (ShuffleNet-V2) overrides it.
   virtual std::vector<int64_t> feature_channels();
   /// The logits alone.
   torch::Tensor forward(const torch::Tensor& input) { return extract(input).logits; }

@@ -92,8 +92,8 @@ class ResNetImpl : public FeatureNetImpl {
   std::vector<torch::nn::BatchNorm2d> feature_norms() override;
   std::vector<int64_t> feature_channels() override;
   /// (gamma, beta) of the norm before each stage's final ReLU, whatever its kind: the
-  /// teacher-side margins' source (spec A2).
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> feature_affines() const;
+  /// teacher-side margins' source (spec 2, A2).
+  std::vector<NormAffine> feature_affines() override;
   const ResNetConfig& config() const { return config_; }
 
  private:

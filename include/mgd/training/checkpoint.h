@@ -7,16 +7,21 @@
 //    "state_dict": the trained network's parameters and buffers (torchvision names),
 //    "distiller": the distiller's own state (norm layers, margins, matchings, cost sums),
 //    "momentum": [one SGD momentum buffer per optimized parameter, or None],
-//    "epoch": completed epochs, "global_step", "best_top1", "best_top5", "teacher_top1",
+//    "epoch": completed epochs, "global_step",
+//    "best_top1": the best value of the task's best metric (top-1 for classification),
+//    "best_top5", "teacher_top1": the teacher's value of that metric,
 //    "rng": the CPU generator's state,
 //    "batch": batches done in epoch "epoch" (> 0 for a checkpoint written inside an epoch),
-//    "epoch_meter": [images, top-1 hits, top-5 hits, loss sum] of those batches}
+//    "task_state": the task's own state (classification: the epoch's [images, top-1 hits,
+//                  top-5 hits, loss sum]; "epoch_meter" in older files),
+//    "metrics_bytes": metrics.jsonl's size when the checkpoint was written}
 // Files are written atomically (a temporary file, fsync, rename), so a crash never leaves a
 // half-written checkpoint under the final name.
 #pragma once
 
 #include <torch/nn/module.h>
 
+#include "mgd/serialize/value.h"
 #include "mgd/training/metrics.h"
 #include <torch/types.h>
 
@@ -33,7 +38,9 @@ struct TrainingState {
   double teacher_top1 = -1;
   torch::Tensor rng_state;  ///< CPU generator state (uint8)
   int64_t batch = 0;        ///< batches done in epoch `epoch` (inside an epoch: > 0)
-  AccuracyMeter epoch_meter;  ///< training accuracy and loss of those batches
+  /// The task's own state (Task::state(); classification: the epoch's accuracy meter [images,
+  /// top-1 hits, top-5 hits, loss sum]).
+  serialize::Value task_state;
   /// Size of the run's metrics.jsonl when this checkpoint was written (-1: unknown); a resumed
   /// run cuts the lines its killed predecessor wrote after it.
   int64_t metrics_bytes = -1;

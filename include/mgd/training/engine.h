@@ -1,26 +1,30 @@
-// The training engine: base training, MGD / MGD+KD / KD distillation and evaluation of an
-// image classifier (spec 7). The `mgd` command line only parses flags into TrainOptions and
-// calls these functions; library users can call them directly.
+// The training engine: the one training loop of every task (training/task.h, tasks/) --
+// base training, MGD / MGD+KD / KD distillation and evaluation (spec 7). The `mgd` command
+// line only parses flags into TrainOptions and calls these functions; library users can call
+// them directly.
 #pragma once
 
 #include <string>
 
 #include "mgd/training/options.h"
+#include "mgd/training/task.h"
 
 namespace mgd::training {
 
 struct EvalResult {
-  double top1 = 0;   ///< percent
-  double top5 = 0;   ///< percent
-  double loss = 0;   ///< mean cross-entropy
+  NamedValues metrics;  ///< every metric of the task's evaluation, in its order
+  double top1 = 0;      ///< classification: percent
+  double top5 = 0;      ///< classification: percent
+  double loss = 0;      ///< classification: mean cross-entropy
   int64_t images = 0;
 };
 
 struct RunSummary {
   std::string output_dir;
   EvalResult final_eval;         ///< after the last epoch
-  double best_top1 = 0;          ///< best over the run's epochs
-  double teacher_top1 = -1;      ///< distillation: the teacher's accuracy (-1 otherwise)
+  std::string best_metric;       ///< the task's metric picking best.pth (acc1, AP, ...)
+  double best_top1 = 0;          ///< best value of best_metric over the run's epochs
+  double teacher_top1 = -1;      ///< distillation: the teacher's best_metric (-1 otherwise)
   double train_seconds = 0;      ///< wall time spent training (this process)
   int64_t epochs_done = 0;
   std::string checkpoint;        ///< last checkpoint written

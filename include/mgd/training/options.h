@@ -21,6 +21,10 @@ const char* method_name(Method method);
 Method parse_method(const std::string& name);
 
 struct TrainOptions {
+  /// What is learned (tasks/): "classification" (images and labels) or "detection"
+  /// (RetinaNet-FPN on COCO-format data).
+  std::string task = "classification";
+
   // --- models ---
   std::string arch = "resnet20";          ///< the network trained (the student)
   std::string teacher_arch;               ///< distillation: the teacher's architecture
@@ -74,6 +78,27 @@ struct TrainOptions {
   bool evaluate_only = false;
   int64_t print_freq = 50;
   bool skip_nonfinite = false;            ///< skip a step with a non-finite loss instead of stopping
+
+  // --- detection (task "detection"; tasks-spec A) ---
+  std::vector<int64_t> min_sizes;         ///< training shorter sides, one drawn per image
+                                          ///< (empty: 640..800 step 32 for COCO, 128 for scenes)
+  int64_t max_size = 1333;                ///< longer-side cap of the resize
+  int64_t test_size = 0;                  ///< evaluation shorter side (0: 800 COCO, 128 scenes)
+  int64_t size_divisibility = 32;         ///< batches padded to a multiple of this
+  std::vector<int64_t> anchor_sizes;      ///< base anchor size per FPN level, x 2^{0,1/3,2/3}
+                                          ///< (empty: Detectron2's 32, 64, 128, 256, 512)
+  int64_t fpn_channels = 256;             ///< FPN and head width
+  int64_t head_convs = 4;                 ///< 3x3 convolutions of each head before its output
+  /// Backbone norms: "frozen_batch" (Detectron2's, for a backbone from trained weights),
+  /// "batch" (trainable, for training from scratch) or "auto": frozen_batch when the network
+  /// starts from trained weights (--init-backbone, --init-checkpoint), batch otherwise.
+  std::string backbone_norm = "auto";
+  /// Detectron2's FREEZE_AT (0: nothing frozen, 1: the stem, 2: also res2); -1: 2 when the
+  /// network starts from trained weights, 0 otherwise.
+  int64_t freeze_at = -1;
+  std::string init_backbone;              ///< a classifier's weights for the backbone
+  bool student_group_norm = true;         ///< distilled student: GroupNorm in each stage's last
+                                          ///< block (the reference's)
 
   // --- data-parallel training (spec 8); the world comes from the environment (torchrun,
   // SLURM, Open MPI or `mgd launch`, see mgd/distributed/environment.h). batch_size is per rank.

@@ -14,18 +14,9 @@
 #include <vector>
 
 #include "mgd/distiller/distiller.h"
+#include "mgd/training/task.h"
 
 namespace mgd::training {
-
-/// The parts of one step's loss (NaN where a part does not apply).
-struct StepLosses {
-  static constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
-  double total = kNone;
-  double task = kNone;               ///< cross-entropy
-  double distill = kNone;            ///< d_loss / batch / loss_factor
-  double kd = kNone;                 ///< KD loss (before its weight)
-  std::vector<double> positions;     ///< per position, scaled like `distill`
-};
 
 /// How a run treats the files already in its directory when it commits.
 enum class RunDirMode {
@@ -49,18 +40,24 @@ class RunLog {
   int64_t metrics_bytes() const;
 
   void begin_epoch(int64_t epoch, int64_t epochs, int64_t batches);
+  /// One step: its total loss, the loss's named parts and the task's running metrics (shown
+  /// by the progress display too).
   void step(int64_t epoch, int64_t batch, int64_t global_step, int64_t images, double lr,
-            const StepLosses& losses, double train_top1);
-  void end_epoch(int64_t epoch, int64_t global_step, double train_top1, double train_loss,
-                 double top1, double top5, double test_loss, double lr, double elapsed_seconds);
+            double loss, const NamedValues& parts, const NamedValues& running);
+  /// The epoch's training summary and evaluation.
+  void end_epoch(int64_t epoch, int64_t global_step, const NamedValues& train,
+                 const NamedValues& evaluation, double lr, double elapsed_seconds);
   /// After a tracking pass and matching: mean matched cost per position, and the cost
   /// matrices as images.
   void matching(int64_t epoch, int64_t global_step, Distiller& distiller,
                 const std::vector<double>& mean_costs, double seconds);
-  void evaluation(const std::string& who, int64_t epoch, int64_t global_step, double top1,
-                  double top5, double loss);
+  /// An evaluation of `who` (e.g. the teacher) outside the epochs.
+  void evaluation(const std::string& who, int64_t epoch, int64_t global_step,
+                  const NamedValues& metrics);
   void warning(const std::string& message);
-  void finish(double final_top1, double best_top1, double seconds);
+  /// The run's end: the final evaluation's and the best value of the metric picking best.pth.
+  void finish(const NamedValues& final_metrics, const std::string& best_metric, double best,
+              double seconds);
 
  private:
   struct Impl;

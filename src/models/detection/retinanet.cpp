@@ -113,6 +113,17 @@ DetectorOutput RetinaNetImpl::forward(const torch::Tensor& images) {
   return out;
 }
 
+Features RetinaNetImpl::extract(const torch::Tensor& images) {
+  auto features = body->extract(images);
+  std::vector<torch::Tensor> fpn_in;
+  for (int64_t s : returned_stages_) fpn_in.push_back(features.post_relu[s - 1]);
+  for (auto& p : fpn(fpn_in)) {
+    features.pre_relu.push_back(p);
+    features.post_relu.push_back(p);
+  }
+  return features;
+}
+
 std::vector<torch::Tensor> RetinaNetImpl::anchors(const DetectorOutput& out) const {
   TORCH_CHECK(!out.bbox_regression.empty(), "RetinaNet::anchors: an empty DetectorOutput");
   return make_anchors(options.anchors(), out.feature_sizes, out.image_size,
@@ -150,13 +161,13 @@ int64_t RetinaNetImpl::num_stage_taps() const {
 
 std::vector<int64_t> RetinaNetImpl::tap_channels() const {
   std::vector<int64_t> channels;
-  for (const auto& [gamma, beta] : body->feature_affines()) channels.push_back(gamma.numel());
+  for (const auto& [gamma, beta] : body.ptr()->feature_affines()) channels.push_back(gamma.numel());
   channels.insert(channels.end(), fpn->num_levels(), options.fpn_channels());
   return channels;
 }
 
-std::vector<std::pair<torch::Tensor, torch::Tensor>> RetinaNetImpl::tap_affines() const {
-  auto affines = body->feature_affines();
+std::vector<NormAffine> RetinaNetImpl::tap_affines() const {
+  auto affines = body.ptr()->feature_affines();
   affines.resize(affines.size() + fpn->num_levels());
   return affines;
 }

@@ -363,21 +363,21 @@ TEST(RetinaNet, TapsChannelsAndAffines) {
   auto buffers = net->named_buffers();
   for (int64_t s = 0; s < 4; ++s) {
     const auto prefix = "backbone.body.layer" + std::to_string(s + 1) + ".1.bn2.";
-    EXPECT_TRUE(affines[s].first.is_same(buffers[prefix + "weight"])) << prefix;
-    EXPECT_TRUE(affines[s].second.is_same(buffers[prefix + "bias"])) << prefix;
+    EXPECT_TRUE(affines[s].weight.is_same(buffers[prefix + "weight"])) << prefix;
+    EXPECT_TRUE(affines[s].bias.is_same(buffers[prefix + "bias"])) << prefix;
   }
   for (size_t i = 4; i < 9; ++i) {
-    EXPECT_FALSE(affines[i].first.defined());
-    EXPECT_FALSE(affines[i].second.defined());
+    EXPECT_FALSE(affines[i].weight.defined());
+    EXPECT_FALSE(affines[i].bias.defined());
   }
   // With GroupNorm in the last blocks, the affines are its (trainable) parameters; R50: bn3.
   auto gn = make_retinanet("retinanet_resnet50_fpn",
                            RetinaNetOptions().group_norm_last_block(true).freeze_at(1));
   auto params = gn->named_parameters();
   const auto gn_affines = gn->tap_affines();
-  EXPECT_TRUE(gn_affines[3].first.is_same(params["backbone.body.layer4.2.bn3.weight"]));
-  EXPECT_TRUE(gn_affines[0].second.is_same(params["backbone.body.layer1.2.bn3.bias"]));
-  EXPECT_TRUE(gn_affines[0].first.requires_grad());
+  EXPECT_TRUE(gn_affines[3].weight.is_same(params["backbone.body.layer4.2.bn3.weight"]));
+  EXPECT_TRUE(gn_affines[0].bias.is_same(params["backbone.body.layer1.2.bn3.bias"]));
+  EXPECT_TRUE(gn_affines[0].weight.requires_grad());
 }
 
 TEST(RetinaNet, BackboneFromAClassifier) {

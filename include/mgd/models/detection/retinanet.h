@@ -117,19 +117,29 @@ struct DetectorOutput {
   std::array<int64_t, 2> image_size{0, 0};
 };
 
-class RetinaNetImpl : public torch::nn::Module {
+/// A distillable network (FeatureNetImpl) whose positions are the taps: extract() runs the
+/// body and the FPN (not the heads) and has no logits; feature_affines() gives the stage taps'
+/// norms and none for the FPN levels (distill those with a student-only criterion, or ignore
+/// them: MGD's detection recipe ignores P3-P7).
+class RetinaNetImpl : public FeatureNetImpl {
  public:
   explicit RetinaNetImpl(RetinaNetOptions options = {});
 
   /// One pass over a batch of B x C x H x W images (normalized, padded to a common size).
   DetectorOutput forward(const torch::Tensor& images);
 
+  /// The taps without the heads: pre_relu = the taps, post_relu = the ReLU'd stage maps (what
+  /// the FPN receives) and the FPN levels as they are; logits undefined.
+  Features extract(const torch::Tensor& images) override;
+  std::vector<NormAffine> feature_affines() override { return tap_affines(); }
+  std::vector<int64_t> feature_channels() override { return tap_channels(); }
+
   /// Channels of each tap: the body's stages, then fpn_channels per FPN level.
   std::vector<int64_t> tap_channels() const;
   /// (gamma, beta) of the norm that produces each stage's pre-ReLU tap (a frozen norm's
   /// buffers, a BatchNorm's or GroupNorm's parameters), then undefined tensors for the FPN
   /// levels, which have no norm.
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> tap_affines() const;
+  std::vector<NormAffine> tap_affines() const;
   /// Number of stage taps (the first taps) and of FPN levels (the rest).
   int64_t num_stage_taps() const;
   int64_t num_levels() const { return fpn->num_levels(); }
