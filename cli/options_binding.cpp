@@ -208,7 +208,46 @@ void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
   b.flag("--pre-relu", o.pre_relu, "(YAML key pre_relu: true/false)", "pre_relu")->group("");
 }
 
+void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
+  b.custom("--min-sizes",
+           "Detection: training shorter sides, one drawn per image (comma-separated; default "
+           "640,672,...,800 for COCO, 128 for the synthetic scenes)",
+           [&o](const std::string& v) { o.min_sizes = parse_list(v); })
+      ->group("Detection");
+  b.add("--max-size", o.max_size, "Detection: longer-side cap of the resize")->group("Detection");
+  b.add("--test-size", o.test_size,
+        "Detection: evaluation shorter side (0: 800 for COCO, 128 for the scenes)")
+      ->group("Detection");
+  b.add("--size-divisibility", o.size_divisibility,
+        "Detection: batches are padded to a multiple of this")
+      ->group("Detection");
+  b.custom("--anchor-sizes",
+           "Detection: base anchor size per FPN level, each times 2^0, 2^(1/3), 2^(2/3) "
+           "(default 32,64,128,256,512)",
+           [&o](const std::string& v) { o.anchor_sizes = parse_list(v); })
+      ->group("Detection");
+  b.add("--fpn-channels", o.fpn_channels, "Detection: width of the FPN and the heads")
+      ->group("Detection");
+  b.add("--head-convs", o.head_convs, "Detection: 3x3 convolutions of each head")
+      ->group("Detection");
+  b.add("--freeze-at", o.freeze_at,
+        "Detection: frozen backbone stages (Detectron2's FREEZE_AT: 0 none, 1 the stem, 2 also "
+        "res2; -1: 2 from trained weights, 0 from scratch)")
+      ->group("Detection");
+  b.add("--backbone-norm", o.backbone_norm,
+        "Detection: frozen_batch, batch, or auto (frozen_batch from trained weights, batch from "
+        "scratch)")
+      ->check(CLI::IsMember({"auto", "frozen_batch", "batch"}))
+      ->group("Detection");
+  b.add("--init-backbone", o.init_backbone,
+        "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone")
+      ->group("Detection");
+}
+
 void add_run_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("--task", o.task, "classification or detection")
+      ->check(CLI::IsMember({"classification", "detection"}))
+      ->group("Run");
   b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`)")->group("Run");
   b.add("--seed", o.seed, "Random seed (initialization, shuffling, augmentation)")->group("Run");
   b.add("--device", o.device, "cpu, cuda or cuda:N")->group("Run");

@@ -56,5 +56,6 @@ void add_data_options(OptionBinder& b, training::TrainOptions& o);
 void add_training_options(OptionBinder& b, training::TrainOptions& o);
 void add_distillation_options(OptionBinder& b, training::TrainOptions& o);
 void add_run_options(OptionBinder& b, training::TrainOptions& o);
+void add_detection_options(OptionBinder& b, training::TrainOptions& o);
 
 }  // namespace mgd::cli

@@ -1,0 +1,182 @@
+// The detection task on the one engine (issue 14): `mgd train --task detection` trains a
+// RetinaNet on COCO-format data, writes its run like any other, resumes bit for bit after a
+// SIGKILL, and `mgd eval --task detection` prints COCO's table and writes the results file.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mgd/data/scenes.h"
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class DetectionTask : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new mgd::testing::TempDir("mgd-detection-task");
+    data_ = *dir_ / "scenes";
+    try {
+      mgd::data::write_scenes(
+          mgd::data::ScenesOptions(data_).train(24).val(8).size(64).max_object_size(32));
+    } catch (const c10::Error& e) {
+      skip_ = std::string("no Fashion-MNIST for the scenes: ") + e.what_without_backtrace();
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+  }
+
+  // A tiny RetinaNet run: R18 body, 32-channel FPN, one conv per head, 64 px canvases.
+  static std::vector<std::string> train_args(const std::string& out, int epochs) {
+    std::vector<std::string> a = {MGD_CLI,        "train",        "--task",       "detection",
+                                  "--arch",       "retinanet_resnet18_fpn",       "--data-root",
+                                  data_,          "--epochs",     std::to_string(epochs),
+                                  "--batch-size", "4",            "--lr",         "0.01",
+                                  "--fpn-channels", "32",         "--head-convs", "1",
+                                  "--min-sizes",  "56,64",        "--test-size",  "64",
+                                  "--anchor-sizes", "16,32,64,128,256",
+                                  "--threads",    "1",            "--workers",    "0",
+                                  "--checkpoint-every", "1",      "--seed",       "7",
+                                  "--print-freq", "1",            "-o",           out};
+    if (fs::exists(out + "/checkpoint.pth")) {
+      a.push_back("--resume");
+      a.push_back(out + "/checkpoint.pth");
+    }
+    return a;
+  }
+
+  static void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
+    const auto a = mgd::serialize::load_file(a_path);
+    const auto b = mgd::serialize::load_file(b_path);
+    EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int());
+    const auto sa = mgd::serialize::to_state_dict(a.at("state_dict"), {}, a_path);
+    const auto sb = mgd::serialize::to_state_dict(b.at("state_dict"), {}, b_path);
+    ASSERT_EQ(sa.size(), sb.size());
+    for (const auto& item : sa) {
+      ASSERT_TRUE(sb.contains(item.key())) << item.key();
+      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << item.key();
+    }
+    const auto& ma = a.at("momentum").items();
+    const auto& mb = b.at("momentum").items();
+    ASSERT_EQ(ma.size(), mb.size());
+    for (size_t i = 0; i < ma.size(); ++i) {
+      if (ma[i].is_tensor()) {
+        EXPECT_TRUE(torch::equal(ma[i].to_tensor(), mb[i].to_tensor())) << i;
+      }
+    }
+    // Detectron2's moving foreground count and the epoch's running loss.
+    const auto& ta = a.at("task_state").items();
+    const auto& tb = b.at("task_state").items();
+    ASSERT_EQ(ta.size(), 3u);
+    ASSERT_EQ(tb.size(), 3u);
+    EXPECT_EQ(ta[2].to_double(), tb[2].to_double());
+  }
+
+  static mgd::testing::TempDir* dir_;
+  static std::string data_, skip_;
+};
+
+mgd::testing::TempDir* DetectionTask::dir_ = nullptr;
+std::string DetectionTask::data_, DetectionTask::skip_;
+
+TEST_F(DetectionTask, TrainsWritesItsRunAndResumesBitForBitAfterSigkill) {
+  const std::string reference = *dir_ / "reference";
+  ASSERT_EQ(mgd::testing::run(train_args(reference, 2), {reference + ".log"}), 0)
+      << read(reference + ".log");
+  const auto metrics = read(reference + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"AP\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"loss_cls\""), std::string::npos) << metrics;
+  EXPECT_NE(read(reference + "/config.yaml").find("task: detection"), std::string::npos);
+  EXPECT_TRUE(fs::exists(reference + "/best.pth"));
+
+  // Killed once it has saved step 3 (of 12), then resumed: the same weights as the reference.
+  const std::string killed = *dir_ / "killed";
+  const pid_t pid = mgd::testing::spawn(train_args(killed, 2), {killed + ".log"});
+  ASSERT_GT(pid, 0);
+  int status = -1;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool ended = false;
+  while (!(ended = mgd::testing::try_wait(pid, &status))) {
+    if (fs::exists(killed + "/checkpoint.pth")) {
+      try {
+        if (mgd::serialize::load_file(killed + "/checkpoint.pth").at("global_step").to_int() >= 3)
+          break;
+      } catch (const c10::Error&) {
+      }
+    }
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::minutes(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    status = mgd::testing::wait_exit(pid);
+    EXPECT_EQ(status, 128 + SIGKILL);
+  }
+  ASSERT_EQ(mgd::testing::run(train_args(killed, 2), {killed + ".log"}), 0) << read(killed + ".log");
+  expect_same_checkpoint(reference + "/checkpoint.pth", killed + "/checkpoint.pth");
+
+  // Evaluation: COCO's table and the results file.
+  const std::string eval_dir = *dir_ / "eval";
+  std::vector<std::string> eval = {MGD_CLI,         "eval",   "--task",          "detection",
+                                   "--arch",        "retinanet_resnet18_fpn",   "--checkpoint",
+                                   reference + "/checkpoint.pth",             "--data-root",
+                                   data_,           "--fpn-channels", "32",     "--head-convs",
+                                   "1",             "--test-size",    "64",     "--anchor-sizes",
+                                   "16,32,64,128,256",                         "--threads",
+                                   "1",             "-o",             eval_dir};
+  ASSERT_EQ(mgd::testing::run(eval, {eval_dir + ".log"}), 0) << read(eval_dir + ".log");
+  const auto log = read(eval_dir + ".log");
+  EXPECT_NE(log.find("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
+            std::string::npos)
+      << log;
+  // A list in COCO's results format (empty when no score passes 0.05 after so short a run).
+  const std::string results = eval_dir + "/coco_instances_results.json";
+  ASSERT_TRUE(fs::exists(results));
+  EXPECT_EQ(std::system(("/usr/bin/python3 -c \"import json,sys; d = json.load(open(sys.argv[1])); "
+                         "assert isinstance(d, list); assert all(set(x) == {'image_id', "
+                         "'category_id', 'bbox', 'score'} for x in d)\" " + results)
+                            .c_str()),
+            0)
+      << read(results).substr(0, 500);
+}
+
+TEST_F(DetectionTask, BadInputIsOneClearError) {
+  const std::string out = *dir_ / "bad";
+  auto a = train_args(out, 1);
+  a[5] = "retinanet_resnet19_fpn";
+  ASSERT_EQ(mgd::testing::run(a, {out + ".log"}), 1);
+  EXPECT_NE(read(out + ".log").find("mgd: error: "), std::string::npos);
+  EXPECT_NE(read(out + ".log").find("retinanet_resnet19_fpn"), std::string::npos) << read(out + ".log");
+  fs::remove(out + ".log");
+  a = train_args(out, 1);
+  a[7] = *dir_ / "nowhere";
+  ASSERT_EQ(mgd::testing::run(a, {out + ".log"}), 1);
+  EXPECT_NE(read(out + ".log").find("nowhere"), std::string::npos) << read(out + ".log");
+}
+
+}  // namespace
