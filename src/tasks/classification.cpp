@@ -58,23 +58,13 @@ class ClassificationTask : public training::Task {
                                                                .seed(o_.seed)
                                                                .max_samples(o_.train_subset));
     }
-    loader_->set_epoch(epoch);
-    const int64_t batches = loader_->num_batches();
-    TORCH_CHECK(first_batch <= batches, "Cannot resume '", o_.resume, "' at batch ", first_batch,
-                " of epoch ", epoch + 1, ": this run's epochs have ", batches,
-                " batches (the data, subset or batch size differ from the checkpoint's run)");
-    loader_->start(first_batch);
+    const int64_t batches = training::start_epoch_at(*loader_, epoch, first_batch, o_.resume);
     // Inside an epoch the meter holds the batches done before the checkpoint.
     if (first_batch == 0) meter_ = training::AccuracyMeter();
     return batches;
   }
 
-  bool next_batch() override {
-    auto batch = loader_->next();
-    if (!batch) return false;
-    batch_ = std::move(*batch);
-    return true;
-  }
+  bool next_batch() override { return training::next_batch_of(*loader_, batch_); }
   int64_t batch_index() const override { return batch_.index; }
 
   StepResult step() override {
@@ -181,12 +171,7 @@ class ClassificationTask : public training::Task {
   void open_data();
   void build_models();
   Evaluation evaluate_net(FeatureNetImpl& net, bool interruptible);
-  data::LoaderOptions shard(bool pad) const {
-    return data::LoaderOptions()
-        .rank(ctx_.comm->rank())
-        .world_size(ctx_.comm->world_size())
-        .pad(pad);
-  }
+  data::LoaderOptions shard(bool pad) const { return training::shard_options(ctx_, pad); }
 
   TrainOptions o_;
   TaskContext ctx_;

@@ -119,21 +119,11 @@ class DetectionTask : public training::Task {
               .max_samples(o_.train_subset),
           o_.size_divisibility);
     }
-    loader_->set_epoch(epoch);
-    const int64_t batches = loader_->num_batches();
-    TORCH_CHECK(first_batch <= batches, "Cannot resume '", o_.resume, "' at batch ", first_batch,
-                " of epoch ", epoch + 1, ": this run's epochs have ", batches,
-                " batches (the data, subset or batch size differ from the checkpoint's run)");
-    loader_->start(first_batch);
+    const int64_t batches = training::start_epoch_at(*loader_, epoch, first_batch, o_.resume);
     if (first_batch == 0) images_ = 0, loss_sum_ = 0;
     return batches;
   }
-  bool next_batch() override {
-    auto batch = loader_->next();
-    if (!batch) return false;
-    batch_ = std::move(*batch);
-    return true;
-  }
+  bool next_batch() override { return training::next_batch_of(*loader_, batch_); }
   int64_t batch_index() const override { return batch_.index; }
 
   StepResult step() override {
@@ -234,13 +224,7 @@ class DetectionTask : public training::Task {
   std::string config_text() const override {
     std::ostringstream s;
     s << std::setprecision(17);
-    auto list = [](const std::vector<int64_t>& v) {
-      std::ostringstream l;
-      l << "[";
-      for (size_t i = 0; i < v.size(); ++i) l << (i ? ", " : "") << v[i];
-      l << "]";
-      return l.str();
-    };
+    const auto& list = training::yaml_list;
     s << "min_sizes: " << list(train_sizes_) << "\n"
       << "max_size: " << o_.max_size << "\n"
       << "test_size: " << test_size_ << "\n"
@@ -259,12 +243,7 @@ class DetectionTask : public training::Task {
   void build_models();
   detection::RetinaNetOptions retinanet_options(bool student) const;
   Evaluation evaluate_net(detection::RetinaNetImpl& net, bool interruptible);
-  data::LoaderOptions shard(bool pad) const {
-    return data::LoaderOptions()
-        .rank(ctx_.comm->rank())
-        .world_size(ctx_.comm->world_size())
-        .pad(pad);
-  }
+  data::LoaderOptions shard(bool pad) const { return training::shard_options(ctx_, pad); }
 
   TrainOptions o_;
   TaskContext ctx_;

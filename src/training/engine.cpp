@@ -51,6 +51,14 @@ Method parse_method(const std::string& name) {
               "' (expected one of: none, mgd, mgd+kd, kd)");
 }
 
+std::string yaml_list(const std::vector<int64_t>& values) {
+  std::ostringstream l;
+  l << "[";
+  for (size_t i = 0; i < values.size(); ++i) l << (i ? ", " : "") << values[i];
+  l << "]";
+  return l.str();
+}
+
 double value_of(const NamedValues& values, const std::string& name) {
   for (const auto& [key, value] : values) {
     if (key == name) return value;
@@ -217,13 +225,7 @@ void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
 std::string Engine::config_text() const {
   // Keys are those of `mgd train` / `mgd distill --config`, so this file reproduces the run.
   std::ostringstream s;
-  auto list = [](const std::vector<int64_t>& v) {
-    std::ostringstream l;
-    l << "[";
-    for (size_t i = 0; i < v.size(); ++i) l << (i ? ", " : "") << v[i];
-    l << "]";
-    return l.str();
-  };
+  const auto& list = yaml_list;
   auto text = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
   auto flag = [](bool v) { return v ? "true" : "false"; };
   s << std::setprecision(17);

@@ -34,6 +34,7 @@
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
+#include "support/checkpoints.h"
 #include "support/synthetic_data.h"
 #include "support/toy_nets.h"
 
@@ -533,24 +534,6 @@ std::vector<std::string> distill_args(const std::string& out) {
           out};
 }
 
-// The weights, buffers and distiller state (matchings, margins, norms) of two checkpoints are
-// identical.
-void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
-  const auto a = mgd::serialize::load_file(a_path);
-  const auto b = mgd::serialize::load_file(b_path);
-  EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int());
-  for (const char* key : {"state_dict", "distiller"}) {
-    const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
-    const auto sa = mgd::serialize::to_state_dict(a.at(key), opts, a_path);
-    const auto sb = mgd::serialize::to_state_dict(b.at(key), opts, b_path);
-    ASSERT_EQ(sa.size(), sb.size()) << key;
-    for (const auto& item : sa) {
-      ASSERT_TRUE(sb.contains(item.key())) << key << " " << item.key();
-      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << b_path << ": " << item.key();
-    }
-  }
-}
-
 // True once `pid` catches SIGTERM (mgd has installed its stop handlers).
 bool catches_sigterm(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -605,7 +588,7 @@ TEST(DistributedCli, TorchrunInBothRendezvousModesEqualsMgdLaunch) {
     const auto log = read(dir + run + ".log");
     EXPECT_NE(log.find("final top-1"), std::string::npos) << log;
     EXPECT_EQ(log.find("final top-1"), log.rfind("final top-1")) << "only rank 0 reports\n" << log;
-    torchrun::expect_same_checkpoint(dir + "/launch/checkpoint.pth",
+    mgd::testing::expect_same_checkpoint(dir + "/launch/checkpoint.pth",
                                      dir + run + "/checkpoint.pth");
   }
 }

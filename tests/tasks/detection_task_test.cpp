@@ -17,6 +17,7 @@
 #include "mgd/data/scenes.h"
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
+#include "support/checkpoints.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -70,33 +71,6 @@ class DetectionTask : public ::testing::Test {
     return a;
   }
 
-  static void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
-    const auto a = mgd::serialize::load_file(a_path);
-    const auto b = mgd::serialize::load_file(b_path);
-    EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int());
-    const auto sa = mgd::serialize::to_state_dict(a.at("state_dict"), {}, a_path);
-    const auto sb = mgd::serialize::to_state_dict(b.at("state_dict"), {}, b_path);
-    ASSERT_EQ(sa.size(), sb.size());
-    for (const auto& item : sa) {
-      ASSERT_TRUE(sb.contains(item.key())) << item.key();
-      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << item.key();
-    }
-    const auto& ma = a.at("momentum").items();
-    const auto& mb = b.at("momentum").items();
-    ASSERT_EQ(ma.size(), mb.size());
-    for (size_t i = 0; i < ma.size(); ++i) {
-      if (ma[i].is_tensor()) {
-        EXPECT_TRUE(torch::equal(ma[i].to_tensor(), mb[i].to_tensor())) << i;
-      }
-    }
-    // Detectron2's moving foreground count and the epoch's running loss.
-    const auto& ta = a.at("task_state").items();
-    const auto& tb = b.at("task_state").items();
-    ASSERT_EQ(ta.size(), 3u);
-    ASSERT_EQ(tb.size(), 3u);
-    EXPECT_EQ(ta[2].to_double(), tb[2].to_double());
-  }
-
   static mgd::testing::TempDir* dir_;
   static std::string data_, skip_;
 };
@@ -138,7 +112,7 @@ TEST_F(DetectionTask, TrainsWritesItsRunAndResumesBitForBitAfterSigkill) {
     EXPECT_EQ(status, 128 + SIGKILL);
   }
   ASSERT_EQ(mgd::testing::run(train_args(killed, 2), {killed + ".log"}), 0) << read(killed + ".log");
-  expect_same_checkpoint(reference + "/checkpoint.pth", killed + "/checkpoint.pth");
+  mgd::testing::expect_same_checkpoint(reference + "/checkpoint.pth", killed + "/checkpoint.pth");
 
   // Evaluation: COCO's table and the results file.
   const std::string eval_dir = *dir_ / "eval";

@@ -23,6 +23,7 @@
 
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
+#include "support/checkpoints.h"
 #include "support/process.h"
 #include "support/synthetic_data.h"
 #include "support/temp_dir.h"
@@ -156,34 +157,7 @@ class Reliability : public ::testing::Test {
 
   // Weights, buffers, optimizer state and counters of `path` equal the reference's, bit for bit.
   static void expect_same_as_reference(const std::string& path) {
-    const auto a = mgd::serialize::load_file(reference_ + "/checkpoint.pth");
-    const auto b = mgd::serialize::load_file(path);
-    EXPECT_EQ(a.at("epoch").to_int(), b.at("epoch").to_int());
-    EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int());
-    const auto sa = mgd::serialize::to_state_dict(a.at("state_dict"), {}, "reference");
-    const auto sb = mgd::serialize::to_state_dict(b.at("state_dict"), {}, path);
-    ASSERT_EQ(sa.size(), sb.size());
-    for (const auto& item : sa) {
-      ASSERT_TRUE(sb.contains(item.key())) << item.key();
-      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << item.key();
-    }
-    const auto& ma = a.at("momentum").items();
-    const auto& mb = b.at("momentum").items();
-    ASSERT_EQ(ma.size(), mb.size());
-    for (size_t i = 0; i < ma.size(); ++i) {
-      ASSERT_EQ(ma[i].is_tensor(), mb[i].is_tensor()) << "momentum " << i;
-      if (ma[i].is_tensor()) {
-        EXPECT_TRUE(torch::equal(ma[i].to_tensor(), mb[i].to_tensor())) << i;
-      }
-    }
-    const auto da = mgd::serialize::to_state_dict(
-        a.at("distiller"), mgd::serialize::LoadStateDictOptions().strip_prefix(""), "reference");
-    const auto db = mgd::serialize::to_state_dict(
-        b.at("distiller"), mgd::serialize::LoadStateDictOptions().strip_prefix(""), path);
-    for (const auto& item : da) {  // matchings, margins, norm layers
-      ASSERT_TRUE(db.contains(item.key())) << item.key();
-      EXPECT_TRUE(torch::equal(item.value(), db[item.key()])) << item.key();
-    }
+    mgd::testing::expect_same_checkpoint(reference_ + "/checkpoint.pth", path);
   }
 
   static mgd::testing::TempDir* dir_;

@@ -30,13 +30,11 @@
 #include <utility>
 #include <vector>
 
+#include "mgd/data/loader.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/serialize/value.h"
+#include "mgd/distributed/communicator.h"
 #include "mgd/training/options.h"
-
-namespace mgd::distributed {
-class Communicator;
-}
 
 namespace mgd::training {
 
@@ -136,7 +134,46 @@ class Task {
   virtual std::string config_text() const { return ""; }
 };
 
+// --- helpers shared by the tasks ---
+
+/// Loader options for this rank's shard of a data set; `pad` false gives every sample exactly
+/// once over the ranks (evaluation, tracking).
+inline data::LoaderOptions shard_options(const TaskContext& context, bool pad);
+
+/// Positions `loader` at batch `first_batch` of `epoch` (> 0 when resuming inside it) and
+/// returns the epoch's batches; a position past the epoch's end names the checkpoint `resume`.
+template <typename BatchT>
+int64_t start_epoch_at(data::BasicLoader<BatchT>& loader, int64_t epoch, int64_t first_batch,
+                       const std::string& resume) {
+  loader.set_epoch(epoch);
+  const int64_t batches = loader.num_batches();
+  TORCH_CHECK(first_batch <= batches, "Cannot resume '", resume, "' at batch ", first_batch,
+              " of epoch ", epoch + 1, ": this run's epochs have ", batches,
+              " batches (the data, subset or batch size differ from the checkpoint's run)");
+  loader.start(first_batch);
+  return batches;
+}
+
+/// Moves `loader`'s next batch into `batch`; false at the epoch's end.
+template <typename BatchT>
+bool next_batch_of(data::BasicLoader<BatchT>& loader, BatchT& batch) {
+  auto next = loader.next();
+  if (!next) return false;
+  batch = std::move(*next);
+  return true;
+}
+
+/// "[a, b, c]": a list in config.yaml.
+std::string yaml_list(const std::vector<int64_t>& values);
+
 /// The task `options.task` names, built from the options (networks, data, distiller).
 std::unique_ptr<Task> make_task(const TrainOptions& options, const TaskContext& context);
+
+inline data::LoaderOptions shard_options(const TaskContext& context, bool pad) {
+  return data::LoaderOptions()
+      .rank(context.comm->rank())
+      .world_size(context.comm->world_size())
+      .pad(pad);
+}
 
 }  // namespace mgd::training

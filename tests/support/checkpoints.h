@@ -1,0 +1,57 @@
+// Checkpoint comparisons for tests that resume, kill or launch runs.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
+
+namespace mgd::testing {
+
+/// Two mgd checkpoints hold the same point of training bit for bit: step counters, weights and
+/// buffers, SGD momentum, and (when present) the distiller's own state (matchings, margins,
+/// norms) and the task's state.
+inline void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
+  const auto a = mgd::serialize::load_file(a_path);
+  const auto b = mgd::serialize::load_file(b_path);
+  EXPECT_EQ(a.at("epoch").to_int(), b.at("epoch").to_int()) << b_path;
+  EXPECT_EQ(a.at("global_step").to_int(), b.at("global_step").to_int()) << b_path;
+  const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
+  for (const char* key : {"state_dict", "distiller"}) {
+    ASSERT_EQ(a.contains(key), b.contains(key)) << key;
+    if (!a.contains(key)) continue;
+    const auto sa = mgd::serialize::to_state_dict(a.at(key), opts, a_path);
+    const auto sb = mgd::serialize::to_state_dict(b.at(key), opts, b_path);
+    ASSERT_EQ(sa.size(), sb.size()) << key;
+    for (const auto& item : sa) {
+      ASSERT_TRUE(sb.contains(item.key())) << key << " " << item.key();
+      EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << b_path << ": " << item.key();
+    }
+  }
+  const auto& ma = a.at("momentum").items();
+  const auto& mb = b.at("momentum").items();
+  ASSERT_EQ(ma.size(), mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) {
+    ASSERT_EQ(ma[i].is_tensor(), mb[i].is_tensor()) << "momentum " << i;
+    if (ma[i].is_tensor()) {
+      EXPECT_TRUE(torch::equal(ma[i].to_tensor(), mb[i].to_tensor())) << "momentum " << i;
+    }
+  }
+  if (a.contains("task_state") && b.contains("task_state") && a.at("task_state").is_list()) {
+    const auto& ta = a.at("task_state").items();
+    const auto& tb = b.at("task_state").items();
+    ASSERT_EQ(ta.size(), tb.size());
+    for (size_t i = 0; i < ta.size(); ++i) {
+      if (ta[i].is_double()) {
+        EXPECT_EQ(ta[i].to_double(), tb[i].to_double()) << "task_state " << i;
+      } else if (ta[i].is_int()) {
+        EXPECT_EQ(ta[i].to_int(), tb[i].to_int()) << "task_state " << i;
+      }
+    }
+  }
+}
+
+}  // namespace mgd::testing
