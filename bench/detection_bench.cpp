@@ -1,0 +1,637 @@
+// mgd's detection against torchvision's, side by side in one run: non-maximum suppression
+// (mgd::detection::nms / batched_nms vs torchvision.ops.nms / batched_nms) and the RetinaNet
+// training step (mgd's RetinaNet vs torchvision's, same weights, same batch, same threads).
+//
+//   detection_bench [--quick | --smoke] [--reps N] [--warmup N] [--threads LIST]
+//                   [--nets r18,r50] [--size PX] [--batch N] [--boxes LIST] [--no-nms]
+//                   [--no-step] [--case NET] [--json PATH]
+//
+// The Python side is bench/python/detection.py, one persistent /usr/bin/python3 process.
+// Every repetition times the C++ case and its Python twin one after the other, the order
+// flipping every repetition, after `warmup` untimed rounds; the tables show medians.
+//
+// NMS: for each box count n (--boxes, default 2000,10000), two sets of n boxes on a
+// 1024 x 1024 canvas with uniform random scores: "spread" (centres uniform over the canvas,
+// sides 16-128 px: few overlaps, most boxes kept) and "dense" (every box a jittered copy of
+// one of 40 objects, as a detector's pre-NMS output: most boxes suppressed); IoU threshold
+// 0.5; batched_nms on the same boxes with 80 random categories. One thread on both sides
+// (torchvision's CPU kernel has one). The boxes are written once to a file Python loads; the
+// kept indices of both sides must be equal (exit 1 otherwise) before anything is timed. A
+// measurement is CALLS back-to-back calls (CALLS chosen so that Python's take ~0.1 s), per
+// call.
+//
+// RetinaNet step: mgd's make_retinanet("retinanet_resnet{18,50}_fpn",
+// RetinaNetOptions::torchvision().num_classes(80)) (torchvision's retinanet_resnet50_fpn
+// with a pretrained backbone: FrozenBatchNorm2d, trainable layers 3, P6 from P5, its anchors,
+// per-image loss normalization, L1 box loss) and torchvision's RetinaNet built the same way
+// with mgd's initial state_dict (save_state_dict -> load_state_dict, strict), on one fixed
+// batch (--batch 8 images of --size 128 px, normal noise as normalized images, 1-5 random
+// boxes with random labels per image). A step is forward, loss_cls + loss_box_reg, zero_grad,
+// backward, SGD (lr 0.005, momentum 0.9, Nesterov, weight decay 1e-4) over the trainable
+// parameters, and reading both losses; torchvision's runs RetinaNet.forward's training path
+// without its GeneralizedRCNNTransform (see detection.py). Both sides' first-step losses must
+// agree to 1e-4 relative (exit 1 otherwise); every loss must stay finite. Each net is timed at
+// every thread count of --threads (default 2,1), both sides set to it.
+//
+// --case NET runs that net's step alone (the first thread count; no NMS) in this process and
+// in the Python process and reports both processes' peak resident memory (ru_maxrss).
+//
+// Defaults: 7 repetitions after 2 warm-up rounds, nets r18,r50; --quick: 3 after 1, r18 only,
+// boxes 2000; --smoke: 1 after 0, r18 at 64 px batch 2, boxes 300 (meaningless figures).
+//
+// JSON (--json): a list of {"name", "mgd", "baseline", "unit", "advantage", "target"}:
+//   nms_{spread,dense}_N, batched_nms_{spread,dense}_N   ms per call, advantage
+//                                                        torchvision/mgd, target 1
+//   retinanet_step_NET_tT                                ms per step, advantage
+//                                                        torchvision/mgd, target 1.1
+//   memory_retinanet_NET (--case)                        peak RSS MiB, advantage
+//                                                        python/mgd, target null
+// Exit status 1 if a check fails or the Python side cannot run.
+
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_json.h"
+#include "mgd/models/detection/nms.h"
+#include "mgd/models/detection/retinanet.h"
+#include "mgd/serialize/checkpoint.h"
+#include "mgd/serialize/state_dict.h"
+#include "mgd/training/sgd.h"
+#include "mgd/util/memory.h"
+#include "mgd/util/threads.h"
+#include "support/python_server.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Entry = mgd::bench::Figure;
+namespace det = mgd::detection;
+namespace ser = mgd::serialize;
+
+const double kNoTarget = std::numeric_limits<double>::quiet_NaN();
+constexpr double kNmsTarget = 1.0, kStepTarget = 1.1;
+constexpr double kIou = 0.5;
+constexpr double kCanvas = 1024.0;
+constexpr int64_t kNmsCategories = 80, kDenseObjects = 40;
+constexpr double kPythonSecondsPerMeasurement = 0.1;
+constexpr int64_t kClasses = 80;
+constexpr double kLearningRate = 0.005;
+constexpr double kLossTolerance = 1e-4;
+
+struct Settings {
+  int reps = 7, warmup = 2;
+  std::vector<int> threads = {2, 1};
+  std::vector<std::string> nets = {"r18", "r50"};
+  std::vector<int64_t> boxes = {2000, 10000};
+  int64_t size = 128, batch = 8;
+  bool nms = true, step = true;
+  std::string only_case, json;
+};
+
+double median(std::vector<double> x) {
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double peak_rss_mib() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
+}
+
+double relative_difference(double a, double b) {
+  return std::abs(a - b) / std::max(std::abs(b), 1e-12);
+}
+
+template <class T>
+std::vector<T> split_list(const std::string& s, T (*parse)(const std::string&)) {
+  std::vector<T> parts;
+  std::string part;
+  std::istringstream in(s);
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) parts.push_back(parse(part));
+  }
+  return parts;
+}
+
+std::string arch_of(const std::string& net) {
+  return net == "r18" ? "resnet18" : net == "r50" ? "resnet50" : "";
+}
+
+// Repetition `rep` (negative: warm-up) runs C++ then Python, the next Python then C++.
+template <class Cpp, class Py>
+void run_alternately(int rep, Cpp&& run_cpp, Py&& run_py) {
+  if (((rep % 2) + 2) % 2 == 0) {
+    run_cpp();
+    run_py();
+  } else {
+    run_py();
+    run_cpp();
+  }
+}
+
+// bench/python/detection.py served over a pipe: every answer is "ok NUMBERS..." or an error.
+class TorchvisionTwin {
+ public:
+  explicit TorchvisionTwin(int threads)
+      : server_(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/detection.py",
+                {"--threads", std::to_string(threads)},
+                "the baseline needs it, with torch and torchvision") {}
+
+  bool ok() const { return server_.ok(); }
+  const std::string& error() const { return server_.error(); }
+  const std::string& version() const { return server_.version(); }
+
+  std::vector<double> ask(const std::string& command) {
+    TORCH_CHECK(server_.ok(), "the Python server is not running: ", server_.error());
+    const std::string answer = server_.ask(command);
+    TORCH_CHECK(answer.rfind("ok", 0) == 0, "Python server, '", command,
+                "': ", answer.empty() ? "no answer" : answer);
+    std::istringstream in(answer.substr(2));
+    std::vector<double> numbers;
+    double v;
+    while (in >> v) numbers.push_back(v);
+    TORCH_CHECK(in.eof(), "Python server, '", command, "': ", answer);
+    return numbers;
+  }
+
+ private:
+  mgd::testing::PythonServer server_;
+};
+
+// A temporary directory for the files both sides read, removed at exit.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "mgd-detection-bench.XXXXXX").string();
+    TORCH_CHECK(mkdtemp(pattern.data()) != nullptr, "cannot create a temporary directory");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void print_header() {
+  std::printf("%-28s %10s %10s %-9s %9s %8s\n", "name", "mgd", "baseline", "unit", "advantage",
+              "target");
+}
+
+void print_line(const Entry& e) {
+  const bool met = std::isnan(e.target) || e.advantage >= e.target;
+  char target[32] = "-";
+  if (!std::isnan(e.target)) std::snprintf(target, sizeof(target), "%.3gx", e.target);
+  std::printf("%-28s %10.3f %10.3f %-9s %8.3fx %8s%s\n", e.name.c_str(), e.mgd, e.baseline,
+              e.unit.c_str(), e.advantage, target, met ? "" : "  below target");
+  std::fflush(stdout);
+}
+
+// ---------------------------------------------------------------- NMS
+
+struct NmsCase {
+  std::string name;
+  torch::Tensor boxes, scores, idxs;
+};
+
+// n boxes; "spread": independent boxes over the canvas; "dense": jittered copies of a few
+// objects (a detector's raw output before NMS).
+NmsCase make_nms_case(const std::string& kind, int64_t n) {
+  torch::manual_seed(n + (kind == "dense" ? 1 : 0));
+  torch::Tensor cx, cy, w, h;
+  if (kind == "spread") {
+    cx = torch::rand({n}) * kCanvas;
+    cy = torch::rand({n}) * kCanvas;
+    w = 16 + torch::rand({n}) * 112;
+    h = 16 + torch::rand({n}) * 112;
+  } else {
+    const auto ocx = 64 + torch::rand({kDenseObjects}) * (kCanvas - 128);
+    const auto ocy = 64 + torch::rand({kDenseObjects}) * (kCanvas - 128);
+    const auto ow = 24 + torch::rand({kDenseObjects}) * 200;
+    const auto oh = 24 + torch::rand({kDenseObjects}) * 200;
+    const auto which = torch::randint(0, kDenseObjects, {n}, torch::kLong);
+    w = ow.index_select(0, which) * (1 + 0.15 * torch::randn({n}));
+    h = oh.index_select(0, which) * (1 + 0.15 * torch::randn({n}));
+    cx = ocx.index_select(0, which) + 0.1 * w * torch::randn({n});
+    cy = ocy.index_select(0, which) + 0.1 * h * torch::randn({n});
+    w = w.clamp_min(4);
+    h = h.clamp_min(4);
+  }
+  NmsCase c;
+  c.name = kind + "_" + std::to_string(n);
+  c.boxes = torch::stack({cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2}, 1).contiguous();
+  c.scores = torch::rand({n});
+  c.idxs = torch::randint(0, kNmsCategories, {n}, torch::kLong);
+  return c;
+}
+
+torch::Tensor run_nms(const std::string& kind, const NmsCase& c) {
+  return kind == "nms" ? det::nms(c.boxes, c.scores, kIou)
+                       : det::batched_nms(c.boxes, c.scores, c.idxs, kIou);
+}
+
+void bench_nms(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
+               std::vector<Entry>* entries) {
+  mgd::set_num_threads(1);
+  py.ask("threads 1");
+  std::vector<NmsCase> cases;
+  for (const int64_t n : s.boxes) {
+    for (const std::string kind : {"spread", "dense"}) cases.push_back(make_nms_case(kind, n));
+  }
+  ser::Dict file;
+  for (const auto& c : cases) {
+    ser::Dict entry;
+    entry.insert_or_assign("boxes", c.boxes);
+    entry.insert_or_assign("scores", c.scores);
+    entry.insert_or_assign("idxs", c.idxs);
+    file.insert_or_assign(c.name, ser::Value(std::move(entry)));
+  }
+  const std::string path = dir / "nms_cases.pth";
+  ser::save_file(path, ser::Value(std::move(file)));
+  py.ask("nms_load " + path);
+
+  std::printf("NMS, one thread each side, IoU %.1f (%lld categories for batched_nms):\n", kIou,
+              static_cast<long long>(kNmsCategories));
+  print_header();
+  for (const auto& c : cases) {
+    for (const std::string kind : {"nms", "batched"}) {
+      const std::string args = kind + " " + c.name + " " + std::to_string(kIou);
+      // The same indices, in the same order, before anything is timed.
+      const auto ours = run_nms(kind, c);
+      const std::string keep_path = dir / "keep.pth";
+      py.ask("nms_keep " + args + " " + keep_path);
+      const auto theirs = ser::load_file(keep_path).to_tensor();
+      TORCH_CHECK(ours.sizes() == theirs.sizes() && torch::equal(ours, theirs), kind, " ", c.name,
+                  ": mgd keeps ", ours.numel(), " boxes, torchvision ", theirs.numel(),
+                  ours.sizes() == theirs.sizes() ? " (different indices or order)" : "");
+      // Calls per measurement: Python's take about kPythonSecondsPerMeasurement.
+      const double one = py.ask("nms " + args + " 1").at(0);
+      const int64_t calls = std::clamp<int64_t>(
+          static_cast<int64_t>(std::llround(kPythonSecondsPerMeasurement / one)), 1, 1000);
+      std::vector<double> cpp_t, py_t;
+      for (int rep = -s.warmup; rep < s.reps; ++rep) {
+        double cpp_s = 0, py_s = 0;
+        auto run_cpp = [&] {
+          int64_t kept = 0;
+          const auto t0 = Clock::now();
+          for (int64_t i = 0; i < calls; ++i) kept += run_nms(kind, c).numel();
+          cpp_s = seconds_since(t0) / static_cast<double>(calls);
+          TORCH_CHECK(kept == calls * ours.numel(), "mgd's NMS is not deterministic");
+        };
+        auto run_py = [&] {
+          const auto answer = py.ask("nms " + args + " " + std::to_string(calls));
+          TORCH_CHECK(answer.size() == 2 && answer[1] == static_cast<double>(ours.numel()),
+                      "torchvision's NMS changed its answer");
+          py_s = answer[0];
+        };
+        run_alternately(rep, run_cpp, run_py);
+        if (rep >= 0) {
+          cpp_t.push_back(cpp_s);
+          py_t.push_back(py_s);
+        }
+      }
+      const double cpp_ms = 1e3 * median(cpp_t), py_ms = 1e3 * median(py_t);
+      entries->push_back({(kind == "nms" ? "nms_" : "batched_nms_") + c.name, cpp_ms, py_ms, "ms",
+                          py_ms / cpp_ms, kNmsTarget});
+      print_line(entries->back());
+      std::printf("  (%lld of %lld kept, %lld calls per measurement)\n",
+                  static_cast<long long>(ours.numel()), static_cast<long long>(c.boxes.size(0)),
+                  static_cast<long long>(calls));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- RetinaNet step
+
+// mgd's side of one net: the detector, its optimizer and the fixed batch.
+class RetinaCase {
+ public:
+  RetinaCase(const std::string& net, const Settings& s, const TempDir& dir, TorchvisionTwin& py)
+      : net_name_(net) {
+    const std::string arch = arch_of(net);
+    torch::manual_seed(0);
+    net_ = det::make_retinanet("retinanet_" + arch + "_fpn",
+                               det::RetinaNetOptions::torchvision().num_classes(kClasses));
+    net_->train();
+    images_ = torch::randn({s.batch, 3, s.size, s.size});
+    std::vector<ser::Value> boxes, labels;
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t n = torch::randint(1, 6, {1}, torch::kLong).item<int64_t>();
+      const auto size = static_cast<double>(s.size);
+      const auto w = (0.12 + 0.66 * torch::rand({n})) * size;
+      const auto h = (0.12 + 0.66 * torch::rand({n})) * size;
+      const auto x1 = torch::rand({n}) * (size - w), y1 = torch::rand({n}) * (size - h);
+      det::Target t{torch::stack({x1, y1, x1 + w, y1 + h}, 1),
+                    torch::randint(0, kClasses, {n}, torch::kLong)};
+      boxes.emplace_back(t.boxes);
+      labels.emplace_back(t.labels);
+      targets_.push_back(std::move(t));
+    }
+    int64_t params = 0, trainable = 0;
+    std::vector<torch::Tensor> train_params;
+    for (const auto& p : net_->parameters()) {
+      params += p.numel();
+      if (p.requires_grad()) {
+        trainable += p.numel();
+        train_params.push_back(p);
+      }
+    }
+    sgd_ = std::make_unique<mgd::training::SGD>(train_params,
+                                                mgd::training::SGDOptions(kLearningRate));
+
+    const std::string sub = dir / net;
+    std::filesystem::create_directories(sub);
+    ser::save_state_dict(sub + "/weights.pth", *net_);
+    ser::Dict batch;
+    batch.insert_or_assign("images", images_);
+    batch.insert_or_assign("boxes", ser::Value::list(std::move(boxes)));
+    batch.insert_or_assign("labels", ser::Value::list(std::move(labels)));
+    ser::save_file(sub + "/batch.pth", ser::Value(std::move(batch)));
+    const auto counts = py.ask("retina_setup " + net + " " + arch + " " + std::to_string(kClasses) +
+                               " " + sub + " " + std::to_string(kLearningRate));
+    TORCH_CHECK(counts.size() == 2 && counts[0] == static_cast<double>(params) &&
+                    counts[1] == static_cast<double>(trainable),
+                net, ": torchvision's RetinaNet differs from mgd's (parameters ", params, ", ",
+                trainable, " trainable; torchvision ", counts.size() == 2 ? counts[0] : -1, ", ",
+                counts.size() == 2 ? counts[1] : -1, ")");
+    params_ = params;
+  }
+
+  /// One training step; returns (loss_cls, loss_box_reg).
+  std::pair<double, double> step() {
+    const auto out = net_->forward(images_);
+    const auto losses = net_->losses(out, targets_, normalizer_);
+    const auto loss = losses.loss_cls + losses.loss_box_reg;
+    sgd_->zero_grad();
+    loss.backward();
+    sgd_->step();
+    return {losses.loss_cls.item<double>(), losses.loss_box_reg.item<double>()};
+  }
+
+  int64_t parameters() const { return params_; }
+
+ private:
+  std::string net_name_;
+  det::RetinaNet net_{nullptr};
+  std::unique_ptr<mgd::training::SGD> sgd_;
+  torch::Tensor images_;
+  std::vector<det::Target> targets_;
+  double normalizer_ = det::kInitialLossNormalizer;  // unused by the torchvision style
+  int64_t params_ = 0;
+};
+
+struct StepTimes {
+  double cpp_s, py_s;
+};
+
+// The first step of both sides, compared; the untimed warm-up steps then follow.
+void check_first_step(const std::string& net, RetinaCase& c, TorchvisionTwin& py) {
+  const auto [cls, box] = c.step();
+  const auto theirs = py.ask("retina_step " + net);
+  TORCH_CHECK(theirs.size() == 3, "bad Python answer");
+  const double d_cls = relative_difference(cls, theirs[1]);
+  const double d_box = relative_difference(box, theirs[2]);
+  std::printf(
+      "  (%s, first step: loss_cls mgd %.7g torchvision %.7g, loss_box_reg mgd %.7g "
+      "torchvision %.7g; relative differences %.2g, %.2g)\n",
+      net.c_str(), cls, theirs[1], box, theirs[2], d_cls, d_box);
+  TORCH_CHECK(std::isfinite(cls) && std::isfinite(box) && d_cls <= kLossTolerance &&
+                  d_box <= kLossTolerance,
+              net, ": the first step's losses differ by more than ", kLossTolerance,
+              " relative: mgd and torchvision do not compute the same thing");
+  // The second step starts from weights each side updated itself: its losses show that the
+  // backward passes and SGD updates agree too (looser: the updates' rounding compounds).
+  const auto [cls2, box2] = c.step();
+  const auto theirs2 = py.ask("retina_step " + net);
+  TORCH_CHECK(theirs2.size() == 3, "bad Python answer");
+  const double d2 =
+      std::max(relative_difference(cls2, theirs2[1]), relative_difference(box2, theirs2[2]));
+  std::printf(
+      "  (%s, second step: loss_cls %.7g vs %.7g, loss_box_reg %.7g vs %.7g; largest "
+      "relative difference %.2g)\n",
+      net.c_str(), cls2, theirs2[1], box2, theirs2[2], d2);
+  TORCH_CHECK(d2 <= 100 * kLossTolerance, net, ": the second step's losses differ by more than ",
+              100 * kLossTolerance, " relative: the backward passes or updates differ");
+}
+
+StepTimes time_steps(const std::string& net, RetinaCase& c, TorchvisionTwin& py,
+                     const Settings& s) {
+  std::vector<double> cpp_t, py_t;
+  for (int rep = -s.warmup; rep < s.reps; ++rep) {
+    double cpp_s = 0, py_s = 0;
+    auto run_cpp = [&] {
+      const auto t0 = Clock::now();
+      const auto [cls, box] = c.step();
+      cpp_s = seconds_since(t0);
+      TORCH_CHECK(std::isfinite(cls) && std::isfinite(box), net, ": non-finite mgd loss");
+    };
+    auto run_py = [&] {
+      const auto answer = py.ask("retina_step " + net);
+      TORCH_CHECK(answer.size() == 3 && std::isfinite(answer[1]) && std::isfinite(answer[2]), net,
+                  ": non-finite torchvision loss");
+      py_s = answer[0];
+    };
+    run_alternately(rep, run_cpp, run_py);
+    if (rep >= 0) {
+      cpp_t.push_back(cpp_s);
+      py_t.push_back(py_s);
+    }
+  }
+  return {median(cpp_t), median(py_t)};
+}
+
+void bench_steps(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
+                 std::vector<Entry>* entries) {
+  std::printf(
+      "RetinaNet training step (torchvision preset, %lld classes), batch %lld x 3 x "
+      "%lld x %lld:\n",
+      static_cast<long long>(kClasses), static_cast<long long>(s.batch),
+      static_cast<long long>(s.size), static_cast<long long>(s.size));
+  for (const auto& net : s.nets) {
+    mgd::set_num_threads(s.threads.front());
+    py.ask("threads " + std::to_string(s.threads.front()));
+    RetinaCase c(net, s, dir, py);
+    std::printf("  (%s: %.1f M parameters)\n", net.c_str(),
+                static_cast<double>(c.parameters()) / 1e6);
+    check_first_step(net, c, py);
+    print_header();
+    for (const int t : s.threads) {
+      const int used = mgd::set_num_threads(t);
+      const auto py_threads = py.ask("threads " + std::to_string(t));
+      TORCH_CHECK(py_threads.size() == 1 && py_threads[0] == used,
+                  "the two sides run different thread counts");
+      const auto times = time_steps(net, c, py, s);
+      entries->push_back({"retinanet_step_" + net + "_t" + std::to_string(t), 1e3 * times.cpp_s,
+                          1e3 * times.py_s, "ms", times.py_s / times.cpp_s, kStepTarget});
+      print_line(entries->back());
+    }
+  }
+}
+
+// One net's steps alone in both processes, then both processes' peak resident memory.
+void bench_memory(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
+                  std::vector<Entry>* entries) {
+  const std::string& net = s.only_case;
+  mgd::set_num_threads(s.threads.front());
+  py.ask("threads " + std::to_string(s.threads.front()));
+  RetinaCase c(net, s, dir, py);
+  check_first_step(net, c, py);
+  const auto times = time_steps(net, c, py, s);
+  const double py_mib = py.ask("rss").at(0) / 1024.0, cpp_mib = peak_rss_mib();
+  std::printf("(%s step, %d threads: mgd %.1f ms, torchvision %.1f ms)\n", net.c_str(),
+              s.threads.front(), 1e3 * times.cpp_s, 1e3 * times.py_s);
+  print_header();
+  entries->push_back(
+      {"memory_retinanet_" + net, cpp_mib, py_mib, "MiB", py_mib / cpp_mib, kNoTarget});
+  print_line(entries->back());
+}
+
+int usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--quick | --smoke] [--reps N] [--warmup N] [--threads LIST] "
+               "[--nets r18,r50] [--size PX] [--batch N] [--boxes LIST] [--no-nms] [--no-step] "
+               "[--case NET] [--json PATH]\n",
+               argv0);
+  return 2;
+}
+
+int parse_int(const std::string& s) {
+  return std::atoi(s.c_str());
+}
+int64_t parse_int64(const std::string& s) {
+  return std::atoll(s.c_str());
+}
+std::string parse_string(const std::string& s) {
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  int mode = 0;  // 1 quick, 2 smoke
+  int reps = -1, warmup = -1;
+  int64_t size = -1, batch = -1;
+  std::vector<std::string> nets;
+  std::vector<int64_t> boxes;
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    auto value = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
+    if (arg == "--quick") {
+      mode = 1;
+    } else if (arg == "--smoke") {
+      mode = 2;
+    } else if (arg == "--reps") {
+      reps = std::atoi(value().c_str());
+      if (reps < 1) return usage(argv[0]);
+    } else if (arg == "--warmup") {
+      warmup = std::atoi(value().c_str());
+      if (warmup < 0) return usage(argv[0]);
+    } else if (arg == "--threads") {
+      s.threads = split_list<int>(value(), parse_int);
+      if (s.threads.empty() ||
+          std::any_of(s.threads.begin(), s.threads.end(), [](int t) { return t < 1; }))
+        return usage(argv[0]);
+    } else if (arg == "--nets") {
+      nets = split_list<std::string>(value(), parse_string);
+      if (nets.empty()) return usage(argv[0]);
+    } else if (arg == "--size") {
+      size = std::atoll(value().c_str());
+      if (size < 32) return usage(argv[0]);
+    } else if (arg == "--batch") {
+      batch = std::atoll(value().c_str());
+      if (batch < 1) return usage(argv[0]);
+    } else if (arg == "--boxes") {
+      boxes = split_list<int64_t>(value(), parse_int64);
+      if (boxes.empty() || std::any_of(boxes.begin(), boxes.end(), [](int64_t n) { return n < 1; }))
+        return usage(argv[0]);
+    } else if (arg == "--no-nms") {
+      s.nms = false;
+    } else if (arg == "--no-step") {
+      s.step = false;
+    } else if (arg == "--case") {
+      s.only_case = value();
+    } else if (arg == "--json") {
+      s.json = value();
+    } else {
+      return usage(argv[0]);
+    }
+  }
+  if (mode == 1) {
+    s.reps = 3;
+    s.warmup = 1;
+    s.nets = {"r18"};
+    s.boxes = {2000};
+  } else if (mode == 2) {
+    s.reps = 1;
+    s.warmup = 0;
+    s.nets = {"r18"};
+    s.boxes = {300};
+    s.size = 64;
+    s.batch = 2;
+  }
+  if (reps > 0) s.reps = reps;
+  if (warmup >= 0) s.warmup = warmup;
+  if (size > 0) s.size = size;
+  if (batch > 0) s.batch = batch;
+  if (!nets.empty()) s.nets = nets;
+  if (!boxes.empty()) s.boxes = boxes;
+  if (!s.only_case.empty()) s.nets = {s.only_case};
+  for (const auto& net : s.nets) {
+    if (arch_of(net).empty()) {
+      std::fprintf(stderr, "detection_bench: unknown net '%s' (r18, r50)\n", net.c_str());
+      return 2;
+    }
+  }
+
+  // The Python process starts before any large tensor exists here (fork copies nothing large).
+  TorchvisionTwin py(s.threads.front());
+  if (!py.ok()) {
+    std::fprintf(stderr, "detection_bench: %s\n", py.error().c_str());
+    return 1;
+  }
+  mgd::keep_freed_memory();  // as `mgd train` does (Engine)
+  std::printf("mgd vs torchvision (%s), median of %d after %d warm-up round(s), alternating\n",
+              py.version().c_str(), s.reps, s.warmup);
+  std::vector<Entry> entries;
+  try {
+    TempDir dir;
+    if (!s.only_case.empty()) {
+      bench_memory(s, py, dir, &entries);
+    } else {
+      if (s.nms) bench_nms(s, py, dir, &entries);
+      if (s.step) bench_steps(s, py, dir, &entries);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "detection_bench: %s\n", e.what());
+    return 1;
+  }
+  if (!s.json.empty() && !mgd::bench::write_figures(s.json, entries)) {
+    std::fprintf(stderr, "detection_bench: cannot write %s\n", s.json.c_str());
+    return 1;
+  }
+  return 0;
+}

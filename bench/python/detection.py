@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""torchvision baseline for bench/detection_bench.cpp: non-maximum suppression and the
+RetinaNet training step, in one persistent process driven over a pipe.
+
+  * NMS: torchvision.ops.nms and torchvision.ops.batched_nms (torchvision 0.14's CPU kernel,
+    called from Python as a user does) on the boxes detection_bench wrote.
+  * RetinaNet step: torchvision 0.14's RetinaNet as retinanet_resnet50_fpn builds it with a
+    pretrained backbone (FrozenBatchNorm2d, trainable_backbone_layers 3, P6 from P5), on
+    ResNet-18 or ResNet-50, with the weights mgd saved (load_state_dict, strict). One step is
+    RetinaNet.forward in training mode without its GeneralizedRCNNTransform (the batch is
+    already normalized and of one size, as mgd's data pipeline delivers it; the transform
+    would resize it): the degenerate-box check, backbone, head, anchor generator,
+    compute_loss; then loss = classification + bbox_regression, zero_grad, backward and a
+    torch.optim.SGD step (momentum 0.9, Nesterov, weight decay 1e-4) over the trainable
+    parameters, as mgd's step.
+
+Server:  detection.py --serve --threads N
+  prints "ready torch VERSION torchvision VERSION threads N", then answers one line per
+  command ("ok ..." or "error: ..."):
+    threads N                 -> "ok N"              intra-op threads from now on
+    nms_load FILE             -> "ok CASES"          FILE: torch.save'd dict name ->
+                                                     {"boxes", "scores", "idxs"}
+    nms KIND CASE IOU CALLS   -> "ok SECONDS KEPT"   KIND nms|batched; SECONDS per call, the
+                                                     mean over CALLS back-to-back calls
+    nms_keep KIND CASE IOU FILE -> "ok KEPT"         writes the kept indices to FILE
+    retina_setup NAME BACKBONE CLASSES DIR LR -> "ok PARAMS TRAINABLE"
+                                                     DIR/weights.pth (state_dict) and
+                                                     DIR/batch.pth {"images", "boxes",
+                                                     "labels"}
+    retina_step NAME          -> "ok SECONDS LOSS_CLS LOSS_BOX"
+    rss                       -> "ok KB"             peak resident set size of this process
+    quit
+"""
+import argparse
+import resource
+import sys
+import time
+
+import torch
+import torchvision
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.retinanet import RetinaNet
+from torchvision.ops import batched_nms, nms
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+
+def build_retinanet(backbone, classes):
+    """retinanet_resnet50_fpn's construction (weights_backbone given) on any ResNet."""
+    body = getattr(torchvision.models, backbone)(weights=None, norm_layer=FrozenBatchNorm2d)
+    fpn = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4],
+                                extra_blocks=LastLevelP6P7(256, 256))
+    return RetinaNet(fpn, classes)
+
+
+class RetinaCase:
+    def __init__(self, backbone, classes, directory, lr):
+        self.model = build_retinanet(backbone, classes)
+        self.model.load_state_dict(torch.load(directory + "/weights.pth"))  # strict
+        self.model.train()
+        batch = torch.load(directory + "/batch.pth")
+        self.images = batch["images"]
+        self.targets = [{"boxes": b, "labels": l} for b, l in zip(batch["boxes"], batch["labels"])]
+        self.image_sizes = [tuple(self.images.shape[-2:])] * self.images.shape[0]
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(self.trainable, lr=lr, momentum=0.9, weight_decay=1e-4,
+                                   nesterov=True)
+
+    def losses(self):
+        """RetinaNet.forward in training mode, after its transform."""
+        model, targets = self.model, self.targets
+        for target in targets:
+            boxes = target["boxes"]
+            if (boxes[:, 2:] <= boxes[:, :2]).any():
+                raise ValueError("degenerate box")
+        images = ImageList(self.images, self.image_sizes)
+        features = list(model.backbone(images.tensors).values())
+        head_outputs = model.head(features)
+        anchors = model.anchor_generator(images, features)
+        return model.compute_loss(targets, head_outputs, anchors)
+
+    def step(self):
+        losses = self.losses()
+        loss = losses["classification"] + losses["bbox_regression"]
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return losses["classification"].item(), losses["bbox_regression"].item()
+
+
+class Server:
+    def __init__(self):
+        self.nms_cases = {}
+        self.retina = {}
+
+    def run_nms(self, kind, case, iou):
+        c = self.nms_cases[case]
+        if kind == "nms":
+            return nms(c["boxes"], c["scores"], iou)
+        if kind == "batched":
+            return batched_nms(c["boxes"], c["scores"], c["idxs"], iou)
+        raise ValueError("unknown NMS kind " + kind)
+
+    def answer(self, words):
+        cmd, args = words[0], words[1:]
+        if cmd == "threads" and len(args) == 1:
+            torch.set_num_threads(int(args[0]))
+            return "%d" % torch.get_num_threads()
+        if cmd == "nms_load" and len(args) == 1:
+            self.nms_cases = torch.load(args[0])
+            return "%d" % len(self.nms_cases)
+        if cmd == "nms" and len(args) == 4:
+            kind, case, iou, calls = args[0], args[1], float(args[2]), int(args[3])
+            with torch.no_grad():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    keep = self.run_nms(kind, case, iou)
+                seconds = (time.perf_counter() - start) / calls
+            return "%r %d" % (seconds, keep.numel())
+        if cmd == "nms_keep" and len(args) == 4:
+            with torch.no_grad():
+                keep = self.run_nms(args[0], args[1], float(args[2]))
+            torch.save(keep, args[3])
+            return "%d" % keep.numel()
+        if cmd == "retina_setup" and len(args) == 5:
+            name, backbone, classes, directory, lr = args
+            case = RetinaCase(backbone, int(classes), directory, float(lr))
+            self.retina[name] = case
+            return "%d %d" % (sum(p.numel() for p in case.model.parameters()),
+                              sum(p.numel() for p in case.trainable))
+        if cmd == "retina_step" and len(args) == 1:
+            case = self.retina[args[0]]
+            start = time.perf_counter()
+            loss_cls, loss_box = case.step()
+            return "%r %r %r" % (time.perf_counter() - start, loss_cls, loss_box)
+        if cmd == "rss" and not args:
+            return "%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        raise ValueError("bad command: " + " ".join(words))
+
+
+def serve(threads):
+    torch.set_num_threads(threads)
+    server = Server()
+    print("ready torch %s torchvision %s threads %d" %
+          (torch.__version__, torchvision.__version__, torch.get_num_threads()), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            return
+        try:
+            print("ok " + server.answer(words), flush=True)
+        except Exception as e:  # report, keep serving
+            print("error: %s: %s" % (type(e).__name__, str(e).replace("\n", " ")), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--serve", action="store_true", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    serve(a.threads)
+
+
+if __name__ == "__main__":
+    main()
