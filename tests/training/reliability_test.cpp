@@ -5,13 +5,16 @@
 // Fashion-MNIST-format data with the random-drop reducer (so the RNG state must survive a
 // resume), a tracking pass every 7 steps as well as before each epoch, and a checkpoint every
 // 2 steps, at one thread: every resumed run must end with exactly the weights and optimizer
-// state of the uninterrupted one.
+// state of the uninterrupted one. MGD_TEST_CLI=path/to/mgd runs them against another build of
+// `mgd` (a sanitizer build, say: the kill points follow the run's own progress, whatever its
+// speed).
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -70,8 +73,10 @@ class Reliability : public ::testing::Test {
   // started afresh (--overwrite) otherwise.
   // `every`: --checkpoint-every (0: at epoch ends only).
   static std::vector<std::string> args(const std::string& out, int epochs = 3, int every = 2) {
+    // MGD_TEST_CLI runs these against another build of `mgd` (e.g. build-sanitize/mgd).
+    const char* cli = std::getenv("MGD_TEST_CLI");
     std::vector<std::string> a = {
-        MGD_CLI,
+        cli && *cli ? std::string(cli) : std::string(MGD_CLI),
         "distill",
         "--arch",
         "resnet20",
