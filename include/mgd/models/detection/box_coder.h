@@ -21,7 +21,7 @@ namespace mgd::detection {
 
 struct BoxCoderOptions {
   /// Weights (wx, wy, ww, wh) of the four deltas; RetinaNet uses 1 for all (both libraries).
-  TORCH_ARG(std::vector<double>, weights) = std::vector<double>{1.0, 1.0, 1.0, 1.0};
+  TORCH_ARG(std::vector<double>, weights) = std::vector<double>(4, 1.0);
   /// Upper bound of dw and dh before exp() in decode(): log(1000 / 16), both libraries.
   TORCH_ARG(double, scale_clamp) = std::log(1000.0 / 16.0);
 };
