@@ -226,6 +226,16 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
            "(default 32,64,128,256,512)",
            [&o](const std::string& v) { o.anchor_sizes = parse_list(v); })
       ->group("Detection");
+  b.add("--score-thresh", o.score_thresh, "Detection: inference score threshold")
+      ->group("Detection");
+  b.add("--nms-thresh", o.nms_thresh, "Detection: IoU threshold of the per-class NMS")
+      ->group("Detection");
+  b.add("--topk-candidates", o.topk_candidates,
+        "Detection: candidates per FPN level before NMS")
+      ->group("Detection");
+  b.add("--detections-per-image", o.detections_per_image,
+        "Detection: detections kept per image (Detectron2 100, torchvision 300)")
+      ->group("Detection");
   b.add("--fpn-channels", o.fpn_channels, "Detection: width of the FPN and the heads")
       ->group("Detection");
   b.add("--head-convs", o.head_convs, "Detection: 3x3 convolutions of each head")

@@ -230,6 +230,10 @@ class DetectionTask : public training::Task {
       << "test_size: " << test_size_ << "\n"
       << "size_divisibility: " << o_.size_divisibility << "\n"
       << "anchor_sizes: " << list(o_.anchor_sizes) << "\n"
+      << "score_thresh: " << o_.score_thresh << "\n"
+      << "nms_thresh: " << o_.nms_thresh << "\n"
+      << "topk_candidates: " << o_.topk_candidates << "\n"
+      << "detections_per_image: " << o_.detections_per_image << "\n"
       << "fpn_channels: " << o_.fpn_channels << "\n"
       << "head_convs: " << o_.head_convs << "\n"
       << "freeze_at: " << o_.freeze_at << "\n"
@@ -298,6 +302,11 @@ detection::RetinaNetOptions DetectionTask::retinanet_options(bool student) const
                 .in_channels(val_set_->channels())
                 .fpn_channels(o_.fpn_channels)
                 .head_convs(o_.head_convs);
+  ro.postprocess(ro.postprocess()
+                     .score_thresh(o_.score_thresh)
+                     .nms_thresh(o_.nms_thresh)
+                     .topk_candidates(o_.topk_candidates)
+                     .detections_per_img(o_.detections_per_image));
   // A backbone from trained weights gets Detectron2's frozen norms and stages; one trained
   // from scratch needs trainable ones. The teacher, frozen and in eval mode, takes BatchNorm
   // (the same computation as FrozenBatchNorm there) so either kind of checkpoint loads.

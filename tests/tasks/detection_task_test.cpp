@@ -139,6 +139,53 @@ TEST_F(DetectionTask, TrainsWritesItsRunAndResumesBitForBitAfterSigkill) {
       << read(results).substr(0, 500);
 }
 
+TEST_F(DetectionTask, TwoRanksTrainAndTheirGatheredEvaluationEqualsOneProcess) {
+  // Two ranks (mgd launch): every rank evaluates its shard and rank 0 scores the gathered
+  // detections; the same checkpoint evaluated by one process must give the same AP.
+  const std::string out = *dir_ / "two_ranks";
+  std::vector<std::string> a = {MGD_CLI, "launch", "--nproc-per-node", "2", "--"};
+  auto run = train_args(out, 1);
+  // Every score kept, so that so short a run still has detections to score; frozen norms, as
+  // BatchNorm statistics are per rank (each rank would evaluate its shard with its own).
+  run.insert(run.end(), {"--score-thresh", "0", "--backbone-norm", "frozen_batch"});
+  a.insert(a.end(), run.begin() + 1, run.end());
+  ASSERT_EQ(mgd::testing::run(a, {out + ".log"}), 0) << read(out + ".log");
+  const auto metrics = read(out + "/metrics.jsonl");
+  const auto at = metrics.rfind("\"kind\": \"eval\"");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  auto number_after = [](const std::string& text, size_t from, const std::string& key) {
+    const auto k = text.find("\"" + key + "\": ", from);
+    return k == std::string::npos ? std::string("?")
+                                  : text.substr(k + key.size() + 4,
+                                                text.find_first_of(",}", k + key.size() + 4) -
+                                                    (k + key.size() + 4));
+  };
+  const std::string eval_dir = *dir_ / "two_ranks_eval";
+  std::vector<std::string> eval = {MGD_CLI,         "eval",   "--task",          "detection",
+                                   "--arch",        "retinanet_resnet18_fpn",   "--checkpoint",
+                                   out + "/checkpoint.pth",                    "--data-root",
+                                   data_,           "--fpn-channels", "32",     "--head-convs",
+                                   "1",             "--test-size",    "64",     "--anchor-sizes",
+                                   "16,32,64,128,256",                         "--threads",
+                                   "1",             "--score-thresh", "0",      "-o",
+                                   eval_dir,        "--batch-size",   "4"};  // as the run's
+  ASSERT_EQ(mgd::testing::run(eval, {eval_dir + ".log"}), 0) << read(eval_dir + ".log");
+  const auto log = read(eval_dir + ".log");
+  // mgd eval's summary line "retinanet_resnet18_fpn: AP x AP50 y ... on N images".
+  const auto line_at = log.find("retinanet_resnet18_fpn: AP ");
+  ASSERT_NE(line_at, std::string::npos) << log;
+  const std::string line = log.substr(line_at, log.find('\n', line_at) - line_at);
+  for (const char* key : {"AP", "AP50", "AR100"}) {
+    const auto mine = line.find(std::string(" ") + key + " ");
+    ASSERT_NE(mine, std::string::npos) << line;
+    const double single = std::stod(line.substr(mine + std::string(key).size() + 2));
+    const double ranks = std::stod(number_after(metrics, at, key));
+    EXPECT_NEAR(single, ranks, 0.006) << key << "\n" << log << "\n" << metrics;
+  }
+  EXPECT_GT(std::stod(number_after(metrics, at, "AR100")), 0.0) << "nothing was detected\n"
+                                                                 << metrics;
+}
+
 TEST_F(DetectionTask, BadInputIsOneClearError) {
   const std::string out = *dir_ / "bad";
   auto a = train_args(out, 1);

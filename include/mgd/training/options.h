@@ -87,6 +87,10 @@ struct TrainOptions {
   int64_t size_divisibility = 32;         ///< batches padded to a multiple of this
   std::vector<int64_t> anchor_sizes;      ///< base anchor size per FPN level, x 2^{0,1/3,2/3}
                                           ///< (empty: Detectron2's 32, 64, 128, 256, 512)
+  double score_thresh = 0.05;             ///< inference: detections kept above this score
+  double nms_thresh = 0.5;                ///< inference: IoU of the per-class NMS
+  int64_t topk_candidates = 1000;         ///< inference: candidates per level before NMS
+  int64_t detections_per_image = 100;     ///< inference: detections kept per image
   int64_t fpn_channels = 256;             ///< FPN and head width
   int64_t head_convs = 4;                 ///< 3x3 convolutions of each head before its output
   /// Backbone norms: "frozen_batch" (Detectron2's, for a backbone from trained weights),
