@@ -196,14 +196,7 @@ class DetectionTask : public training::Task {
             .seed(seed)
             .max_samples(std::min(o_.tracking_images, tracking_set_->size())),
         o_.size_divisibility);
-    for (auto& batch : loader) {
-      if (interruptible && ctx_.stop_requested()) throw training::PassAbandoned{};
-      try {
-        distiller_->track(batch.images.to(ctx_.device));
-      } catch (const c10::Error& e) {
-        if (!on_error(e, batch.index)) throw;
-      }
-    }
+    training::track_batches(loader, distiller_, ctx_, interruptible, on_error);
   }
 
   serialize::Value state() const override {

@@ -163,6 +163,23 @@ bool next_batch_of(data::BasicLoader<BatchT>& loader, BatchT& batch) {
   return true;
 }
 
+/// One tracking pass of MGD over every batch of `loader` (its `images` to the distiller).
+/// Throws PassAbandoned when `interruptible` and a stop is requested; a batch's c10::Error goes
+/// to `on_error`, which returns true to skip the batch.
+template <typename BatchT>
+void track_batches(data::BasicLoader<BatchT>& loader, Distiller& distiller,
+                   const TaskContext& context, bool interruptible,
+                   const std::function<bool(const c10::Error&, int64_t)>& on_error) {
+  for (auto& batch : loader) {
+    if (interruptible && context.stop_requested()) throw PassAbandoned{};
+    try {
+      distiller->track(batch.images.to(context.device));
+    } catch (const c10::Error& e) {
+      if (!on_error(e, batch.index)) throw;
+    }
+  }
+}
+
 /// "[a, b, c]": a list in config.yaml.
 std::string yaml_list(const std::vector<int64_t>& values);
 
