@@ -37,6 +37,8 @@ constexpr const char* kDescription =
     "  mgd train   --task detection --arch retinanet_resnet18_fpn -o runs/det\n"
     "              (COCO-format data via --data-root; default: synthetic scenes, see\n"
     "              `mgd data scenes`)\n"
+    "  mgd distill --task detection --arch retinanet_resnet18_fpn \\\n"
+    "              --teacher-arch retinanet_resnet50_fpn --teacher-checkpoint T.pth -o runs/d\n"
     "  mgd launch  --nproc-per-node 2 -- train --arch resnet20 ...   (data-parallel; torchrun,\n"
     "              srun and mpirun work too: batch sizes are per process)\n"
     "Every command takes --config FILE.yaml (keys are the long flag names); flags given on\n"

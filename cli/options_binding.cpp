@@ -109,6 +109,27 @@ std::vector<int64_t> parse_list(const std::string& text) {
   return out;
 }
 
+std::vector<double> parse_real_list(const std::string& text) {
+  std::vector<double> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    item.erase(std::remove_if(item.begin(), item.end(), [](char c) { return c == ' ' || c == '[' || c == ']'; }),
+               item.end());
+    if (item.empty()) continue;
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) throw std::runtime_error("expected a comma-separated list of numbers, got '" + text + "'");
+    out.push_back(v);
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_data_options(OptionBinder& b, training::TrainOptions& o) {
@@ -177,17 +198,39 @@ void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--reducer", o.reducer, "Channel reducer: " + joined(reducer_names()))
       ->check(CLI::IsMember(reducer_names()))
       ->group("Distillation");
-  b.add("--update-freq", o.update_freq, "Re-match every N epochs (the matching always runs before epoch 1)")
+  b.add("--update-freq", o.update_freq,
+        "Re-match every N epochs (the matching always runs before epoch 1); 0: the task's "
+        "default (classification 2, detection none: it uses --update-fractions)")
       ->group("Distillation");
   b.custom("--update-epochs", "Re-match before these epochs instead (comma-separated, 0-based)",
            [&o](const std::string& v) { o.update_epochs = parse_list(v); })
       ->group("Distillation");
   b.add("--update-iters", o.update_iters, "Also re-match every N iterations (0: off)")->group("Distillation");
+  b.custom("--update-steps", "Also re-match after these global steps (comma-separated step counts)",
+           [&o](const std::string& v) { o.update_steps = parse_list(v); })
+      ->group("Distillation");
+  b.custom("--update-fractions",
+           "Also re-match after these fractions of the run's steps (comma-separated, in [0, 1); "
+           "detection's default: the reference's 0, 5k, 10k, 15k, 31k, 62k of 90k iterations)",
+           [&o](const std::string& v) { o.update_fractions = parse_real_list(v); })
+      ->group("Distillation");
+  b.add("--tracking-transform", o.tracking_transform,
+        "Detection: tracking images with the evaluation transforms (eval) or augmented like "
+        "training batches (train, the reference's)")
+      ->check(CLI::IsMember({"eval", "train"}))
+      ->group("Distillation");
+  b.add("--tracking-padding", o.tracking_padding,
+        "Detection: leave a batch's zero padding out of the matching cost (exclude) or count it "
+        "(include, the reference's)")
+      ->check(CLI::IsMember({"exclude", "include"}))
+      ->group("Distillation");
   b.add("--tracking-images", o.tracking_images, "Training images per tracking pass")->group("Distillation");
   b.add("--kd-temperature,-T", o.kd_temperature, "KD temperature")->group("Distillation");
   b.add("--kd-weight", o.kd_weight, "Weight of the KD loss")->group("Distillation");
   b.add("--loss-factor", o.loss_factor,
-        "Distillation loss divisor: loss += d_loss / batch / loss-factor (1e4 for 224 px inputs)")
+        "Distillation loss divisor: loss += d_loss / batch / loss-factor; 0: the task's default "
+        "(classification 1e4, for 224 px inputs; detection 5e7). The first step prints the "
+        "scale of each position's loss next to the task loss")
       ->group("Distillation");
   b.custom("--ignore-positions",
            "Feature positions not distilled (comma-separated, 0-based; default: the reference's "
@@ -252,6 +295,14 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--init-backbone", o.init_backbone,
         "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone")
       ->group("Detection");
+  b.action_flag("--no-student-group-norm",
+                "Detection distillation: keep the student's own norms in each stage's last block "
+                "(the reference trains GroupNorm there)",
+                "no_student_group_norm", [&o] { o.student_group_norm = false; })
+      ->group("Detection");
+  b.flag("--student-group-norm", o.student_group_norm, "(YAML key student_group_norm: true/false)",
+         "student_group_norm")
+      ->group("");
 }
 
 void add_run_options(OptionBinder& b, training::TrainOptions& o) {

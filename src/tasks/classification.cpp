@@ -143,7 +143,9 @@ class ClassificationTask : public training::Task {
                             .workers(o_.workers)
                             .seed(seed)
                             .max_samples(std::min(o_.tracking_images, tracking_set_->size())));
-    training::track_batches(loader, distiller_, ctx_, interruptible, on_error);
+    training::track_batches<data::Batch>(
+        loader, ctx_, interruptible, on_error,
+        [&](const data::Batch& b) { distiller_->track(b.images.to(ctx_.device)); });
   }
 
   serialize::Value state() const override {

@@ -15,6 +15,7 @@
 #include "mgd/data/detection.h"
 #include "mgd/data/detection_transforms.h"
 #include "mgd/data/scenes.h"
+#include "mgd/distiller/padding.h"
 #include "mgd/distributed/communicator.h"
 #include "mgd/evaluation/coco_eval.h"
 #include "mgd/models/detection/retinanet.h"
@@ -185,8 +186,10 @@ class DetectionTask : public training::Task {
 
   void track(uint64_t seed, bool interruptible,
              const std::function<bool(const c10::Error&, int64_t)>& on_error) override {
-    // Evaluation transforms on training images (tasks-spec A3, "better"): a deterministic
-    // shuffled subset, each rank its shard.
+    // mgd's default (tasks-spec A3, "better"): training images with the evaluation
+    // transforms, a deterministic shuffled subset, each rank its shard, padding left out of
+    // the channel statistics. --tracking-transform train --tracking-padding include is the
+    // reference's (augmented training batches, padding counted).
     data::DetectionLoader loader(
         tracking_set_,
         shard(/*pad=*/false)
@@ -196,7 +199,22 @@ class DetectionTask : public training::Task {
             .seed(seed)
             .max_samples(std::min(o_.tracking_images, tracking_set_->size())),
         o_.size_divisibility);
-    training::track_batches(loader, distiller_, ctx_, interruptible, on_error);
+    const bool exclude_padding = o_.tracking_padding == "exclude";
+    training::track_batches<data::DetectionBatch>(
+        loader, ctx_, interruptible, on_error, [&](const data::DetectionBatch& b) {
+          torch::NoGradGuard no_grad;
+          auto images = b.images.to(ctx_.device);
+          const bool student_training = student_->is_training();
+          student_->eval();
+          Features teacher = teacher_->extract(images), student = student_->extract(images);
+          student_->train(student_training);
+          if (exclude_padding) {
+            const int64_t h = images.size(2), w = images.size(3);
+            teacher = without_padding(teacher, b.image_sizes, h, w);
+            student = without_padding(student, b.image_sizes, h, w);
+          }
+          distiller_->track_features(teacher, student);
+        });
   }
 
   serialize::Value state() const override {
@@ -217,7 +235,7 @@ class DetectionTask : public training::Task {
   std::string config_text() const override {
     std::ostringstream s;
     s << std::setprecision(17);
-    const auto& list = training::yaml_list;
+    auto list = [](const auto& v) { return training::yaml_list(v); };
     s << "min_sizes: " << list(train_sizes_) << "\n"
       << "max_size: " << o_.max_size << "\n"
       << "test_size: " << test_size_ << "\n"
@@ -232,6 +250,11 @@ class DetectionTask : public training::Task {
       << "freeze_at: " << o_.freeze_at << "\n"
       << "backbone_norm: " << o_.backbone_norm << "\n"
       << "init_backbone: " << (o_.init_backbone.empty() ? "null" : o_.init_backbone) << "\n";
+    if (uses_mgd(o_.method)) {
+      s << "tracking_transform: " << o_.tracking_transform << "\n"
+        << "tracking_padding: " << o_.tracking_padding << "\n"
+        << "student_group_norm: " << (o_.student_group_norm ? "true" : "false") << "\n";
+    }
     return s.str();
   }
 
@@ -280,7 +303,10 @@ void DetectionTask::open_data() {
         o_.augment ? dt::train_transform(train_sizes_, o_.max_size)
                    : dt::eval_transform(train_sizes_.front(), o_.max_size));
     if (uses_mgd(o_.method)) {
-      tracking_set_ = std::make_shared<data::CocoDataset>(split("train", true), eval_transform);
+      tracking_set_ = o_.tracking_transform == "train"
+                          ? train_set_
+                          : std::make_shared<data::CocoDataset>(split("train", true),
+                                                                eval_transform);
     }
     const int64_t n = o_.train_subset > 0 ? std::min(o_.train_subset, train_set_->size())
                                           : train_set_->size();

@@ -59,6 +59,14 @@ std::string yaml_list(const std::vector<int64_t>& values) {
   return l.str();
 }
 
+std::string yaml_list(const std::vector<double>& values) {
+  std::ostringstream l;
+  l << std::setprecision(17) << "[";
+  for (size_t i = 0; i < values.size(); ++i) l << (i ? ", " : "") << values[i];
+  l << "]";
+  return l.str();
+}
+
 double value_of(const NamedValues& values, const std::string& name) {
   for (const auto& [key, value] : values) {
     if (key == name) return value;
@@ -105,7 +113,22 @@ void validate(const TrainOptions& o) {
               o.lr_schedule, "' (expected step or cosine)");
   TORCH_CHECK(o.shave == "first" || o.shave == "best", "Unknown shave rule '", o.shave,
               "' (expected first or best)");
-  TORCH_CHECK(o.update_freq >= 1, "Invalid update frequency: ", o.update_freq, " (epochs, >= 1)");
+  TORCH_CHECK(o.update_freq >= 0, "Invalid update frequency: ", o.update_freq,
+              " (epochs, >= 1; 0: none)");
+  TORCH_CHECK(o.update_iters >= 0, "Invalid update interval: ", o.update_iters,
+              " (iterations, >= 1; 0: none)");
+  for (int64_t s : o.update_steps) {
+    TORCH_CHECK(s >= 0, "Invalid update step ", s, " (expected step counts >= 0)");
+  }
+  for (double f : o.update_fractions) {
+    TORCH_CHECK(f >= 0 && f < 1, "Invalid update fraction ", f,
+                " (expected fractions of the run's steps in [0, 1))");
+  }
+  TORCH_CHECK(o.tracking_transform == "eval" || o.tracking_transform == "train",
+              "Unknown tracking transform '", o.tracking_transform, "' (expected eval or train)");
+  TORCH_CHECK(o.tracking_padding == "exclude" || o.tracking_padding == "include",
+              "Unknown tracking padding '", o.tracking_padding,
+              "' (expected exclude or include)");
   TORCH_CHECK(o.tracking_images >= 1, "Invalid tracking images: ", o.tracking_images);
   TORCH_CHECK(o.loss_factor > 0 && std::isfinite(o.loss_factor), "Invalid loss factor: ",
               o.loss_factor);
@@ -143,8 +166,7 @@ std::vector<std::string> run_files_in(const fs::path& dir) {
 class Engine {
  public:
   explicit Engine(TrainOptions options) : o_(std::move(options)) {
-    // The classification default names no detection data: COCO-format is the detector's.
-    if (o_.task == "detection" && o_.data_format == "fashion-mnist") o_.data_format = "coco";
+    apply_task_defaults(o_);
     validate(o_);
     threads_ = set_num_threads(o_.threads);
     keep_freed_memory();  // no page faults on the tensors every step allocates again
@@ -225,7 +247,7 @@ void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
 std::string Engine::config_text() const {
   // Keys are those of `mgd train` / `mgd distill --config`, so this file reproduces the run.
   std::ostringstream s;
-  const auto& list = yaml_list;
+  auto list = [](const auto& v) { return yaml_list(v); };
   auto text = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
   auto flag = [](bool v) { return v ? "true" : "false"; };
   s << std::setprecision(17);
@@ -258,8 +280,12 @@ std::string Engine::config_text() const {
     s << "reducer: " << o_.reducer << "\n"
       << "update_freq: " << o_.update_freq << "\n"
       << "update_epochs: " << list(o_.update_epochs) << "\n"
-      << "update_iters: " << o_.update_iters << "\n"
-      << "tracking_images: " << o_.tracking_images << "\n"
+      << "update_iters: " << o_.update_iters << "\n";
+    if (!o_.update_steps.empty()) s << "update_steps: " << list(o_.update_steps) << "\n";
+    if (!o_.update_fractions.empty()) {
+      s << "update_fractions: " << list(o_.update_fractions) << "\n";
+    }
+    s << "tracking_images: " << o_.tracking_images << "\n"
       << "loss_factor: " << o_.loss_factor << "\n"
       << "ignore_positions: "
       << list(o_.ignore_positions_set ? o_.ignore_positions : default_ignored_positions(o_.arch))
@@ -470,6 +496,8 @@ RunSummary Engine::train() {
   matching.every_epochs = o_.update_freq;
   matching.epochs = o_.update_epochs;
   matching.every_iters = o_.update_iters;
+  matching.steps = o_.update_steps;
+  bool fractions_added = o_.update_fractions.empty();
 
   RunSummary summary;
   summary.output_dir = o_.output_dir;
@@ -492,6 +520,10 @@ RunSummary Engine::train() {
       }
       task_->train(true);
       batches = task_->start_epoch(epoch, first_batch);
+      if (!fractions_added) {  // every epoch has as many batches as this one
+        matching.add_fractions(o_.update_fractions, batches * o_.epochs);
+        fractions_added = true;
+      }
       if (log_) log_->begin_epoch(epoch, o_.epochs, batches);
       bool stop_now = false;
       while (task_->next_batch()) {
@@ -531,6 +563,9 @@ RunSummary Engine::train() {
             what << "No checkpoint was written; '" << o_.output_dir << "' is left as it was";
           }
           TORCH_CHECK(false, what.str(), "; lower the learning rate or pass --skip-nonfinite.");
+        }
+        if (log_ && distiller_ && state_.global_step == 0) {
+          log_->loss_scale(epoch, 0, loss_scale_of(result.parts, o_.loss_factor));
         }
         sgd_->zero_grad();
         result.loss.backward();

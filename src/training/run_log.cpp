@@ -147,7 +147,8 @@ void RunLog::matching(int64_t epoch, int64_t global_step, Distiller& distiller,
                  global_step](logging::RunLogger& l) { l.add_image(tag, image, global_step); });
   }
   impl_->emit([=, t = now_seconds()](logging::RunLogger& l) { l.log("matching", epoch + 1, global_step, m, t); });
-  std::cerr << "matching before epoch " << epoch + 1 << ": " << distiller->tracked_images()
+  std::cerr << "matching at step " << global_step << " (epoch " << epoch + 1
+            << "): " << distiller->tracked_images()
             << " images tracked, " << seconds << " s; mean matched cost";
   for (int64_t i : distiller->guided_positions()) std::cerr << " [" << i << "] " << mean_costs[i];
   std::cerr << "\n";
@@ -171,6 +172,20 @@ void RunLog::evaluation(const std::string& who, int64_t epoch, int64_t global_st
 void RunLog::warning(const std::string& message) {
   impl_->emit([=, t = now_seconds()](logging::RunLogger& l) { l.log("warning", -1, -1, {{"message", message}}, t); });
   mgd::warn(message);
+}
+
+void RunLog::loss_scale(int64_t epoch, int64_t global_step, const LossScale& scale) {
+  logging::Metrics m = {{"task_loss", scale.task_loss},
+                        {"loss_factor", scale.loss_factor},
+                        {"distill_loss", scale.distill_loss},
+                        {"loss_factor_for_task_scale", scale.factor_for(scale.distill_loss)}};
+  for (const auto& [position, loss] : scale.positions) {
+    m.emplace_back("distill_loss_" + std::to_string(position), loss);
+  }
+  impl_->emit([=, t = now_seconds()](logging::RunLogger& l) {
+    l.log("loss_scale", epoch + 1, global_step, m, t);
+  });
+  std::cerr << scale.describe();
 }
 
 void RunLog::finish(const NamedValues& final_metrics, const std::string& best_metric,

@@ -36,7 +36,15 @@ bool MatchingSchedule::due_before_epoch(int64_t epoch) const {
 }
 
 bool MatchingSchedule::due_after_step(int64_t step) const {
-  return every_iters > 0 && step > 0 && step % every_iters == 0;
+  if (step <= 0) return false;  // step 0: the pass before the first epoch
+  if (every_iters > 0 && step % every_iters == 0) return true;
+  return std::find(steps.begin(), steps.end(), step) != steps.end();
+}
+
+void MatchingSchedule::add_fractions(const std::vector<double>& fractions, int64_t total_steps) {
+  for (double f : fractions) {
+    steps.push_back(std::llround(f * static_cast<double>(total_steps)));
+  }
 }
 
 }  // namespace mgd::training

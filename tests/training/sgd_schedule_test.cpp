@@ -75,6 +75,32 @@ TEST(MatchingSchedule, EpochsListsAndIterations) {
   EXPECT_FALSE(every2.due_after_step(5000));
 }
 
+TEST(MatchingSchedule, StepListsAndTheReferenceDetectionFractions) {
+  MatchingSchedule steps;
+  steps.every_epochs = 0;  // detection: no epoch rule
+  steps.steps = {0, 5000, 10000};
+  EXPECT_TRUE(steps.due_before_epoch(0));  // the pass before training, always
+  EXPECT_FALSE(steps.due_before_epoch(1));
+  EXPECT_FALSE(steps.due_after_step(0));
+  EXPECT_TRUE(steps.due_after_step(5000));
+  EXPECT_FALSE(steps.due_after_step(5001));
+  EXPECT_TRUE(steps.due_after_step(10000));
+  // The reference's list for a 90k schedule, given as fractions, gives it back exactly...
+  MatchingSchedule reference;
+  reference.every_epochs = 0;
+  std::vector<double> fractions;
+  for (double k : {0.0, 5.0, 10.0, 15.0, 31.0, 62.0}) fractions.push_back(k / 90.0);
+  reference.add_fractions(fractions, 90000);
+  EXPECT_EQ(reference.steps, (std::vector<int64_t>{0, 5000, 10000, 15000, 31000, 62000}));
+  // ...and scales to a short run: 9 epochs of 100 steps.
+  MatchingSchedule scaled;
+  scaled.every_epochs = 0;
+  scaled.add_fractions(fractions, 900);
+  EXPECT_EQ(scaled.steps, (std::vector<int64_t>{0, 50, 100, 150, 310, 620}));
+  EXPECT_TRUE(scaled.due_after_step(310));
+  EXPECT_FALSE(scaled.due_after_step(300));
+}
+
 TEST(Metrics, TopK) {
   auto logits = torch::tensor({{0.1, 0.9, 0.0}, {0.8, 0.05, 0.15}, {0.2, 0.3, 0.5}});
   auto labels = torch::tensor({1, 2, 0}, torch::kLong);

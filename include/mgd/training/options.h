@@ -55,13 +55,29 @@ struct TrainOptions {
   // --- distillation (spec 2-6) ---
   Method method = Method::kNone;
   std::string reducer = "amp";
-  int64_t update_freq = 2;                ///< matching every N epochs
+  /// Matching every N epochs; 0: the task's default (classification 2; detection none: it
+  /// re-matches at update_fractions of its steps instead).
+  int64_t update_freq = 0;
   std::vector<int64_t> update_epochs;     ///< or before each listed epoch
   int64_t update_iters = 0;               ///< and/or every N iterations (0: off)
+  /// And/or after these global steps (step counts; 0 is the pass before training).
+  std::vector<int64_t> update_steps;
+  /// And/or after these fractions of the run's steps, in [0, 1): the reference's detection
+  /// list (0, 5k, 10k, 15k, 31k, 62k of 90k) scaled to any schedule.
+  std::vector<double> update_fractions;
   int64_t tracking_images = 20000;        ///< images per tracking pass
+  /// Detection: the tracking pass's images with the evaluation transforms ("eval", mgd's
+  /// default) or the training ones, augmented as training batches are ("train", the
+  /// reference's).
+  std::string tracking_transform = "eval";
+  /// Detection: whether the zero padding of a batch counts in each channel's normalization
+  /// of the matching cost ("include", the reference's) or is left out ("exclude").
+  std::string tracking_padding = "exclude";
   double kd_temperature = 1.5;
   double kd_weight = 1.0;
-  double loss_factor = 1e4;               ///< d_loss / batch / loss_factor (spec 6)
+  /// d_loss / batch / loss_factor (spec 6); 0: the task's default (classification 1e4, the
+  /// reference's for 224 px images; detection 5e7, the reference's Detectron2 value).
+  double loss_factor = 0;
   std::vector<int64_t> ignore_positions;  ///< empty: the pair's default (see engine)
   bool ignore_positions_set = false;      ///< true when the user gave ignore_positions
   std::string shave = "first";            ///< "first" (reference) or "best"

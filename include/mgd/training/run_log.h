@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mgd/distiller/distiller.h"
+#include "mgd/training/loss_scale.h"
 #include "mgd/training/task.h"
 
 namespace mgd::training {
@@ -55,6 +56,8 @@ class RunLog {
   void evaluation(const std::string& who, int64_t epoch, int64_t global_step,
                   const NamedValues& metrics);
   void warning(const std::string& message);
+  /// The distillation loss's scale at the run's first step (see loss_scale.h).
+  void loss_scale(int64_t epoch, int64_t global_step, const LossScale& scale);
   /// The run's end: the final evaluation's and the best value of the metric picking best.pth.
   void finish(const NamedValues& final_metrics, const std::string& best_metric, double best,
               double seconds);

@@ -29,8 +29,14 @@ struct MatchingSchedule {
   int64_t every_epochs = 2;
   /// If non-empty, instead: before each listed epoch (0-based; epoch 0 is always included).
   std::vector<int64_t> epochs;
-  /// If > 0: also every this many iterations (global step), as in the detection recipe.
+  /// If > 0: also every this many iterations (global step).
   int64_t every_iters = 0;
+  /// Also after each of these global steps (step counts; 0 is the pass before training), as
+  /// the reference's detection project does.
+  std::vector<int64_t> steps;
+
+  /// Adds the steps at `fractions` of a run of `total_steps` (rounded to the nearest step).
+  void add_fractions(const std::vector<double>& fractions, int64_t total_steps);
 
   /// True if a matching is due before epoch `epoch` starts.
   bool due_before_epoch(int64_t epoch) const;

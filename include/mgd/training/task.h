@@ -163,17 +163,19 @@ bool next_batch_of(data::BasicLoader<BatchT>& loader, BatchT& batch) {
   return true;
 }
 
-/// One tracking pass of MGD over every batch of `loader` (its `images` to the distiller).
-/// Throws PassAbandoned when `interruptible` and a stop is requested; a batch's c10::Error goes
-/// to `on_error`, which returns true to skip the batch.
+/// One tracking pass of MGD over every batch of `loader`: `track_one` feeds a batch to the
+/// distiller (e.g. distiller->track(batch.images)). Throws PassAbandoned when `interruptible`
+/// and a stop is requested; a batch's c10::Error goes to `on_error`, which returns true to
+/// skip the batch.
 template <typename BatchT>
-void track_batches(data::BasicLoader<BatchT>& loader, Distiller& distiller,
-                   const TaskContext& context, bool interruptible,
-                   const std::function<bool(const c10::Error&, int64_t)>& on_error) {
+void track_batches(data::BasicLoader<BatchT>& loader, const TaskContext& context,
+                   bool interruptible,
+                   const std::function<bool(const c10::Error&, int64_t)>& on_error,
+                   const std::function<void(const BatchT&)>& track_one) {
   for (auto& batch : loader) {
     if (interruptible && context.stop_requested()) throw PassAbandoned{};
     try {
-      distiller->track(batch.images.to(context.device));
+      track_one(batch);
     } catch (const c10::Error& e) {
       if (!on_error(e, batch.index)) throw;
     }
@@ -182,6 +184,11 @@ void track_batches(data::BasicLoader<BatchT>& loader, Distiller& distiller,
 
 /// "[a, b, c]": a list in config.yaml.
 std::string yaml_list(const std::vector<int64_t>& values);
+std::string yaml_list(const std::vector<double>& values);
+
+/// Fills the options left at "the task's default" (loss_factor 0, update_freq 0, ...) with the
+/// values of the task `options.task` names.
+void apply_task_defaults(TrainOptions& options);
 
 /// The task `options.task` names, built from the options (networks, data, distiller).
 std::unique_ptr<Task> make_task(const TrainOptions& options, const TaskContext& context);
