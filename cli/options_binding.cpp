@@ -171,6 +171,12 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("Training");
   b.add("--lr-drop-ratio", o.lr_drop_ratio, "Factor applied at each drop")->group("Training");
   b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")->group("Training");
+  b.add("--warmup-iters", o.warmup_iters,
+        "Or Detectron2's warm-up: the rate rises linearly over N iterations from "
+        "--warmup-factor times its value")
+      ->group("Training");
+  b.add("--warmup-factor", o.warmup_factor, "Starting fraction of the --warmup-iters warm-up")
+      ->group("Training");
   b.action_flag("--no-augment", "Train without data augmentation", "no_augment",
                 [&o] { o.augment = false; })
       ->group("Training");

@@ -115,6 +115,13 @@ void validate(const TrainOptions& o) {
               "' (expected first or best)");
   TORCH_CHECK(o.update_freq >= 0, "Invalid update frequency: ", o.update_freq,
               " (epochs, >= 1; 0: none)");
+  TORCH_CHECK(o.warmup_epochs >= 0 && o.warmup_iters >= 0, "Invalid warm-up: ", o.warmup_epochs,
+              " epochs, ", o.warmup_iters, " iterations (expected >= 0)");
+  TORCH_CHECK(!(o.warmup_epochs > 0 && o.warmup_iters > 0),
+              "Give the warm-up in epochs (--warmup-epochs) or in iterations (--warmup-iters), "
+              "not both");
+  TORCH_CHECK(std::isfinite(o.warmup_factor) && o.warmup_factor >= 0 && o.warmup_factor <= 1,
+              "Invalid warm-up factor: ", o.warmup_factor, " (expected in [0, 1])");
   TORCH_CHECK(o.update_iters >= 0, "Invalid update interval: ", o.update_iters,
               " (iterations, >= 1; 0: none)");
   for (int64_t s : o.update_steps) {
@@ -276,6 +283,10 @@ std::string Engine::config_text() const {
     << "lr_drop_epochs: " << list(o_.lr_drop_epochs) << "\n"
     << "lr_drop_ratio: " << o_.lr_drop_ratio << "\n"
     << "warmup_epochs: " << o_.warmup_epochs << "\n";
+  if (o_.warmup_iters > 0) {
+    s << "warmup_iters: " << o_.warmup_iters << "\n"
+      << "warmup_factor: " << o_.warmup_factor << "\n";
+  }
   if (uses_mgd(o_.method)) {
     s << "reducer: " << o_.reducer << "\n"
       << "update_freq: " << o_.update_freq << "\n"
@@ -491,6 +502,8 @@ RunSummary Engine::train() {
   lr.drop_epochs = o_.lr_drop_epochs;
   lr.drop_ratio = o_.lr_drop_ratio;
   lr.warmup_epochs = o_.warmup_epochs;
+  lr.warmup_iters = o_.warmup_iters;
+  lr.warmup_factor = o_.warmup_factor;
   lr.epochs = o_.epochs;
   MatchingSchedule matching;
   matching.every_epochs = o_.update_freq;

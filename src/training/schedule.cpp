@@ -17,16 +17,24 @@ double LrSchedule::at(int64_t epoch, int64_t iter, int64_t iters_per_epoch) cons
     const double done = static_cast<double>(epoch * iters_per_epoch + iter + 1);
     return base_lr * done / total;
   }
+  // Detectron2's WarmupMultiStepLR / WarmupCosineLR: the schedule's rate times a factor rising
+  // linearly from warmup_factor at iteration 0 to 1 at warmup_iters.
+  const double global = static_cast<double>(epoch * iters_per_epoch + iter);
+  const double warm =
+      warmup_iters > 0 && global < static_cast<double>(warmup_iters)
+          ? warmup_factor * (1.0 - global / static_cast<double>(warmup_iters)) +
+                global / static_cast<double>(warmup_iters)
+          : 1.0;
   if (kind == Kind::kCosine) {
     const double span = static_cast<double>(std::max<int64_t>(1, epochs - warmup_epochs));
     const double t = std::min(1.0, (progress - static_cast<double>(warmup_epochs)) / span);
-    return 0.5 * base_lr * (1.0 + std::cos(M_PI * t));
+    return warm * 0.5 * base_lr * (1.0 + std::cos(M_PI * t));
   }
   double lr = base_lr;
   for (int64_t e : drop_epochs) {
     if (epoch >= e) lr *= drop_ratio;
   }
-  return lr;
+  return warm * lr;
 }
 
 bool MatchingSchedule::due_before_epoch(int64_t epoch) const {

@@ -59,6 +59,27 @@ TEST(Cli, HelpForNewcomers) {
   EXPECT_NE(r.output.find("amp"), std::string::npos);
 }
 
+TEST(Cli, EveryRecipeIsAcceptedAsItIs) {
+  // Every key of every shipped recipe is an option of its command: with --epochs 0 the run
+  // stops at the first check of the values, after the whole file was read.
+  int recipes = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(std::string(MGD_SOURCE_DIR) + "/recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    const bool distill = text.str().find("\nmethod: ") != std::string::npos ||
+                         text.str().find("\nteacher_arch: ") != std::string::npos;
+    auto r = mgd(std::string(distill ? "distill" : "train") + " --config " + entry.path().string() +
+                 " --epochs 0 -o " + work_dir() + "/recipe");
+    EXPECT_EQ(r.status, 1) << entry.path() << "\n" << r.output;
+    EXPECT_NE(r.output.find("Invalid epochs: 0"), std::string::npos) << entry.path() << "\n"
+                                                                     << r.output;
+    ++recipes;
+  }
+  EXPECT_GE(recipes, 8);
+}
+
 TEST(Cli, UserErrorsExitNonZeroWithOneMessage) {
   auto r = mgd("train --bogus");
   EXPECT_EQ(r.status, 2);

@@ -58,6 +58,24 @@ TEST(LrSchedule, Cosine) {
   EXPECT_NEAR(s.at(4, 0, 5), 0.0, 1e-12);
 }
 
+TEST(LrSchedule, Detectron2WarmupOverIterations) {
+  // WarmupMultiStepLR: factor 0.001 at iteration 0 rising linearly to 1 at 1000, times the
+  // step schedule; then the schedule alone.
+  LrSchedule s;
+  s.base_lr = 0.01;
+  s.drop_epochs = {2};
+  s.epochs = 3;
+  s.warmup_iters = 1000;
+  s.warmup_factor = 0.001;
+  EXPECT_DOUBLE_EQ(s.at(0, 0, 800), 0.01 * 0.001);
+  EXPECT_DOUBLE_EQ(s.at(0, 500, 800), 0.01 * (0.001 * 0.5 + 0.5));
+  EXPECT_DOUBLE_EQ(s.at(1, 100, 800), 0.01 * (0.001 * (1 - 0.9) + 0.9));  // iteration 900
+  EXPECT_DOUBLE_EQ(s.at(1, 200, 800), 0.01);                              // iteration 1000
+  EXPECT_DOUBLE_EQ(s.at(2, 0, 800), 0.001);
+  s.kind = LrSchedule::Kind::kCosine;
+  EXPECT_DOUBLE_EQ(s.at(0, 0, 800), 0.001 * 0.01);  // cosine at its start is the base rate
+}
+
 TEST(MatchingSchedule, EpochsListsAndIterations) {
   MatchingSchedule every2;
   EXPECT_TRUE(every2.due_before_epoch(0));

@@ -51,6 +51,8 @@ struct TrainOptions {
   std::vector<int64_t> lr_drop_epochs;    ///< multi-step: epochs where lr *= lr_drop_ratio
   double lr_drop_ratio = 0.1;
   int64_t warmup_epochs = 0;
+  int64_t warmup_iters = 0;               ///< or Detectron2's warm-up over N iterations (0: off)
+  double warmup_factor = 0.001;           ///< its starting fraction of the rate
 
   // --- distillation (spec 2-6) ---
   Method method = Method::kNone;

@@ -16,6 +16,10 @@ struct LrSchedule {
   double drop_ratio = 0.1;
   /// Linear warm-up from ~0 to base_lr over this many epochs (per iteration).
   int64_t warmup_epochs = 0;
+  /// Or Detectron2's warm-up: over the first `warmup_iters` iterations the rate rises linearly
+  /// from warmup_factor x its value to its value (0: off).
+  int64_t warmup_iters = 0;
+  double warmup_factor = 0.001;
   int64_t epochs = 1;
 
   /// The rate at iteration `iter` (0-based) of epoch `epoch` (0-based), with
