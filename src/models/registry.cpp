@@ -29,6 +29,7 @@ std::mutex& registry_mutex() {
 
 std::map<std::string, Factory>& registry() {
   static std::map<std::string, Factory> kRegistry = {
+      {"resnet10", wrap(&resnet10)},
       {"resnet18", wrap(&resnet18)},
       {"resnet34", wrap(&resnet34)},
       {"resnet50", wrap(&resnet50)},

@@ -151,6 +151,9 @@ ResNetConfig cifar(int64_t depth, std::vector<int64_t> widths, int64_t stem) {
 }  // namespace
 
 ResNetConfig resnet_config(const std::string& name) {
+  // ResNet-10: one basic block per stage (timm's resnet10t without its deep stem), half of
+  // ResNet-18's work -- a student for ResNet-18 teachers (k = 1 at every stage).
+  if (name == "resnet10") return imagenet(false, {1, 1, 1, 1});
   if (name == "resnet18") return imagenet(false, {2, 2, 2, 2});
   if (name == "resnet34") return imagenet(false, {3, 4, 6, 3});
   if (name == "resnet50") return imagenet(true, {3, 4, 6, 3});
@@ -161,10 +164,13 @@ ResNetConfig resnet_config(const std::string& name) {
   if (name == "resnet8x4") return cifar(8, {64, 128, 256}, 32);
   if (name == "resnet32x4") return cifar(32, {64, 128, 256}, 32);
   TORCH_CHECK(false, "Unknown ResNet '", name,
-              "'; available: resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, "
+              "'; available: resnet10, resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, "
               "resnet56, resnet8x4, resnet32x4");
 }
 
+ResNet resnet10(const ModelOptions& o) {
+  return ResNet(resnet_config("resnet10"), o);
+}
 ResNet resnet18(const ModelOptions& o) {
   return ResNet(resnet_config("resnet18"), o);
 }

@@ -24,6 +24,7 @@ struct Expected {
 
 const std::map<std::string, Expected>& expectations() {
   static const std::map<std::string, Expected> kExpected = {
+      {"resnet10", {{64, 128, 256, 512}, {4, 8, 16, 32}, 64, 3}},
       {"resnet18", {{64, 128, 256, 512}, {4, 8, 16, 32}, 64, 3}},
       {"resnet34", {{64, 128, 256, 512}, {4, 8, 16, 32}, 64, 3}},
       {"resnet50", {{256, 512, 1024, 2048}, {4, 8, 16, 32}, 64, 3}},

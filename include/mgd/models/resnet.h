@@ -105,6 +105,7 @@ class ResNetImpl : public FeatureNetImpl {
 };
 TORCH_MODULE(ResNet);
 
+ResNet resnet10(const ModelOptions& options = {});  ///< one block per stage
 ResNet resnet18(const ModelOptions& options = {});
 ResNet resnet34(const ModelOptions& options = {});
 ResNet resnet50(const ModelOptions& options = {});

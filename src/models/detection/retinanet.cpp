@@ -212,7 +212,7 @@ void RetinaNetImpl::load_backbone_from_classifier(const serialize::StateDict& st
 
 namespace {
 const std::vector<std::string>& backbones() {
-  static const std::vector<std::string> kBackbones = {"resnet101", "resnet152",  "resnet18",
+  static const std::vector<std::string> kBackbones = {"resnet10", "resnet101", "resnet152",  "resnet18",
                                                       "resnet20",  "resnet32x4", "resnet34",
                                                       "resnet50",  "resnet56",   "resnet8x4"};
   return kBackbones;
