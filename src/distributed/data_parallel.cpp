@@ -15,6 +15,16 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm) {
   comm.broadcast(tensors, 0, "broadcast of the initial weights");
 }
 
+void broadcast_buffers(torch::nn::Module& module, Communicator& comm) {
+  if (comm.world_size() == 1) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> tensors;
+  for (auto& b : module.buffers()) {
+    if (b.defined() && b.numel() > 0) tensors.push_back(b);
+  }
+  if (!tensors.empty()) comm.broadcast(tensors, 0, "broadcast of the running statistics");
+}
+
 GradientAverager::GradientAverager(std::vector<torch::Tensor> params,
                                    std::shared_ptr<Communicator> comm, int64_t bucket_bytes)
     : params_(std::move(params)), comm_(std::move(comm)), bucket_bytes_(bucket_bytes) {

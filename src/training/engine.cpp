@@ -219,6 +219,8 @@ class Engine {
 
 void Engine::matching_pass(int64_t epoch, int64_t step, bool interruptible) {
   const auto t0 = Clock::now();
+  // The student's running statistics are rank 0's on every rank while it tracks.
+  distributed::broadcast_buffers(task_->network(), *comm_);
   distiller_->reset_tracking();
   int64_t skipped = 0;
   // A different subset for every pass, derived from the seed and the point in training, so a
@@ -602,6 +604,8 @@ RunSummary Engine::train() {
         }
       }
       const NamedValues train_metrics = task_->epoch_metrics();
+      // Every rank evaluates its shard with rank 0's running statistics: the checkpoint's.
+      distributed::broadcast_buffers(task_->network(), *comm_);
       auto eval = task_->evaluate(/*interruptible=*/true);
       state_.epoch = epoch + 1;
       state_.batch = 0;

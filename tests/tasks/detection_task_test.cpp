@@ -145,9 +145,10 @@ TEST_F(DetectionTask, TwoRanksTrainAndTheirGatheredEvaluationEqualsOneProcess) {
   const std::string out = *dir_ / "two_ranks";
   std::vector<std::string> a = {MGD_CLI, "launch", "--nproc-per-node", "2", "--"};
   auto run = train_args(out, 1);
-  // Every score kept, so that so short a run still has detections to score; frozen norms, as
-  // BatchNorm statistics are per rank (each rank would evaluate its shard with its own).
-  run.insert(run.end(), {"--score-thresh", "0", "--backbone-norm", "frozen_batch"});
+  // Every score kept, so that so short a run still has detections to score. Trainable
+  // BatchNorm: each rank's running statistics follow its own batches, and every rank must
+  // evaluate with rank 0's, which the checkpoint holds.
+  run.insert(run.end(), {"--score-thresh", "0", "--backbone-norm", "batch"});
   a.insert(a.end(), run.begin() + 1, run.end());
   ASSERT_EQ(mgd::testing::run(a, {out + ".log"}), 0) << read(out + ".log");
   const auto metrics = read(out + "/metrics.jsonl");

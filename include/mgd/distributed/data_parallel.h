@@ -16,6 +16,12 @@ namespace mgd::distributed {
 /// Copies rank 0's parameters and buffers into every rank's `module`.
 void broadcast_module(torch::nn::Module& module, Communicator& comm);
 
+/// Copies rank 0's buffers (e.g. BatchNorm's running statistics) into every rank's `module`.
+/// Each rank's statistics follow its own batches; before anything that uses them (an
+/// evaluation, a tracking pass) every rank takes rank 0's -- those its checkpoint holds -- as
+/// DistributedDataParallel's broadcast_buffers does before each forward pass.
+void broadcast_buffers(torch::nn::Module& module, Communicator& comm);
+
 /// Averages gradients over the ranks after backward(): the defined gradients of `params`
 /// (which are the same on every rank) are flattened into buckets of about `bucket_bytes`,
 /// each bucket is all-reduced (all launched before any is awaited) and divided by the world
