@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 #include <stdexcept>
 
 #include "mgd/data/dataset.h"
@@ -88,8 +89,10 @@ std::string joined(const std::vector<std::string>& v) {
   return s.str();
 }
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
+// "a, b, c" or "[a, b, c]" as integers (T = int64_t) or reals (T = double).
+template <typename T>
+std::vector<T> parse_values(const std::string& text) {
+  std::vector<T> out;
   std::string item;
   std::istringstream in(text);
   while (std::getline(in, item, ',')) {
@@ -97,38 +100,24 @@ std::vector<int64_t> parse_list(const std::string& text) {
                item.end());
     if (item.empty()) continue;
     size_t used = 0;
-    int64_t v = 0;
+    T v = 0;
     try {
-      v = std::stoll(item, &used);
+      if constexpr (std::is_integral_v<T>) v = std::stoll(item, &used);
+      else v = std::stod(item, &used);
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size()) throw std::runtime_error("expected a comma-separated list of integers, got '" + text + "'");
+    if (used != item.size()) {
+      throw std::runtime_error(std::string("expected a comma-separated list of ") +
+                               (std::is_integral_v<T> ? "integers" : "numbers") + ", got '" +
+                               text + "'");
+    }
     out.push_back(v);
   }
   return out;
 }
-
-std::vector<double> parse_real_list(const std::string& text) {
-  std::vector<double> out;
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(), [](char c) { return c == ' ' || c == '[' || c == ']'; }),
-               item.end());
-    if (item.empty()) continue;
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size()) throw std::runtime_error("expected a comma-separated list of numbers, got '" + text + "'");
-    out.push_back(v);
-  }
-  return out;
-}
+std::vector<int64_t> parse_list(const std::string& text) { return parse_values<int64_t>(text); }
+std::vector<double> parse_real_list(const std::string& text) { return parse_values<double>(text); }
 
 }  // namespace
 

@@ -2,12 +2,17 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <torch/torch.h>
 
+#include <chrono>
+#include <filesystem>
 #include <string>
+#include <thread>
 
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
+#include "support/process.h"
 
 namespace mgd::testing {
 
@@ -52,6 +57,34 @@ inline void expect_same_checkpoint(const std::string& a_path, const std::string&
       }
     }
   }
+}
+
+/// Waits for the run `pid` to save `checkpoint` at global step >= `step` and SIGKILLs it then;
+/// returns the exit status (128 + SIGKILL when killed, the run's own if it ended first). Fails
+/// the test after `limit`.
+inline int kill_once_saved(pid_t pid, const std::string& checkpoint, int64_t step,
+                           std::chrono::seconds limit = std::chrono::minutes(10)) {
+  int status = -1;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!try_wait(pid, &status)) {
+    if (std::filesystem::exists(checkpoint)) {
+      try {
+        if (mgd::serialize::load_file(checkpoint).at("global_step").to_int() >= step) {
+          ::kill(pid, SIGKILL);
+          return wait_exit(pid);
+        }
+      } catch (const c10::Error&) {  // being replaced: read it again
+      }
+    }
+    if (std::chrono::steady_clock::now() - t0 > limit) {
+      ADD_FAILURE() << "no checkpoint at step " << step << " in '" << checkpoint << "' after "
+                    << limit.count() << " s";
+      ::kill(pid, SIGKILL);
+      return wait_exit(pid);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return status;
 }
 
 }  // namespace mgd::testing

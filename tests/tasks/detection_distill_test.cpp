@@ -22,6 +22,7 @@
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
 #include "support/checkpoints.h"
+#include "support/tiny_scenes.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -104,17 +105,11 @@ class DetectionDistill : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new mgd::testing::TempDir("mgd-detection-distill");
     data_ = *dir_ / "scenes";
-    try {
-      mgd::data::write_scenes(
-          mgd::data::ScenesOptions(data_).train(24).val(8).size(64).max_object_size(32));
-    } catch (const c10::Error& e) {
-      skip_ = std::string("no Fashion-MNIST for the scenes: ") + e.what_without_backtrace();
-      return;
-    }
+    skip_ = mgd::testing::write_tiny_scenes(data_);
+    if (!skip_.empty()) return;
     // A teacher of one epoch: good enough to have features.
     const std::string teacher = *dir_ / "teacher";
-    auto a = common_args(teacher, 1);
-    a.insert(a.begin() + 1, "train");
+    const auto a = mgd::testing::tiny_detector("train", data_, mgd::testing::tiny_training(teacher, 1));
     if (mgd::testing::run(a, {teacher + ".log"}) != 0) {
       skip_ = "the teacher did not train: " + read(teacher + ".log");
     }
@@ -127,51 +122,14 @@ class DetectionDistill : public ::testing::Test {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
   }
 
-  // A tiny RetinaNet R18, 32-channel FPN, one conv per head, 64 px canvases; 6 steps/epoch.
-  static std::vector<std::string> common_args(const std::string& out, int epochs) {
-    return {MGD_CLI,
-            "--task",
-            "detection",
-            "--arch",
-            "retinanet_resnet18_fpn",
-            "--data-root",
-            data_,
-            "--epochs",
-            std::to_string(epochs),
-            "--batch-size",
-            "4",
-            "--lr",
-            "0.01",
-            "--fpn-channels",
-            "32",
-            "--head-convs",
-            "1",
-            "--min-sizes",
-            "56,64",
-            "--test-size",
-            "64",
-            "--anchor-sizes",
-            "16,32,64,128,256",
-            "--threads",
-            "1",
-            "--workers",
-            "0",
-            "--seed",
-            "7",
-            "--print-freq",
-            "1",
-            "-o",
-            out};
-  }
+  // The tiny detector (tiny_scenes.h) distilled from the teacher, checkpointed every step.
   static std::vector<std::string> distill_args(const std::string& out, int epochs) {
-    auto a = common_args(out, epochs);
-    a.insert(a.begin() + 1, "distill");
-    a.insert(a.end(), {"--teacher-arch", "retinanet_resnet18_fpn", "--teacher-checkpoint",
-                       *dir_ / "teacher/checkpoint.pth", "--checkpoint-every", "1",
-                       "--tracking-images", "12"});
-    if (fs::exists(out + "/checkpoint.pth"))
-      a.insert(a.end(), {"--resume", out + "/checkpoint.pth"});
-    return a;
+    auto more = mgd::testing::tiny_training(out, epochs);
+    more.insert(more.end(), {"--teacher-arch", "retinanet_resnet18_fpn", "--teacher-checkpoint",
+                             *dir_ / "teacher/checkpoint.pth", "--checkpoint-every", "1",
+                             "--tracking-images", "12"});
+    if (fs::exists(out + "/checkpoint.pth")) more.insert(more.end(), {"--resume", out + "/checkpoint.pth"});
+    return mgd::testing::tiny_detector("distill", data_, more);
   }
 
   static mgd::testing::TempDir* dir_;
@@ -208,24 +166,8 @@ TEST_F(DetectionDistill, ReferenceScheduleLossScaleAndBitExactResumeAfterSigkill
   const std::string killed = *dir_ / "killed";
   const pid_t pid = mgd::testing::spawn(distill_args(killed, 2), {killed + ".log"});
   ASSERT_GT(pid, 0);
-  int status = -1;
-  const auto t0 = std::chrono::steady_clock::now();
-  bool ended = false;
-  while (!(ended = mgd::testing::try_wait(pid, &status))) {
-    if (fs::exists(killed + "/checkpoint.pth")) {
-      try {
-        if (mgd::serialize::load_file(killed + "/checkpoint.pth").at("global_step").to_int() >= 5)
-          break;
-      } catch (const c10::Error&) {
-      }
-    }
-    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::minutes(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (!ended) {
-    ::kill(pid, SIGKILL);
-    EXPECT_EQ(mgd::testing::wait_exit(pid), 128 + SIGKILL);
-  }
+  const int status = mgd::testing::kill_once_saved(pid, killed + "/checkpoint.pth", 5);
+  EXPECT_TRUE(status == 128 + SIGKILL || status == 0) << status;
   ASSERT_EQ(mgd::testing::run(distill_args(killed, 2), {killed + ".log"}), 0)
       << read(killed + ".log");
   mgd::testing::expect_same_checkpoint(reference + "/checkpoint.pth", killed + "/checkpoint.pth");

@@ -18,6 +18,7 @@
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
 #include "support/checkpoints.h"
+#include "support/tiny_scenes.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -37,12 +38,7 @@ class DetectionTask : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new mgd::testing::TempDir("mgd-detection-task");
     data_ = *dir_ / "scenes";
-    try {
-      mgd::data::write_scenes(
-          mgd::data::ScenesOptions(data_).train(24).val(8).size(64).max_object_size(32));
-    } catch (const c10::Error& e) {
-      skip_ = std::string("no Fashion-MNIST for the scenes: ") + e.what_without_backtrace();
-    }
+    skip_ = mgd::testing::write_tiny_scenes(data_);
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -52,23 +48,18 @@ class DetectionTask : public ::testing::Test {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
   }
 
-  // A tiny RetinaNet run: R18 body, 32-channel FPN, one conv per head, 64 px canvases.
+  // A tiny RetinaNet run (tiny_scenes.h), checkpointed after every step.
   static std::vector<std::string> train_args(const std::string& out, int epochs) {
-    std::vector<std::string> a = {MGD_CLI,        "train",        "--task",       "detection",
-                                  "--arch",       "retinanet_resnet18_fpn",       "--data-root",
-                                  data_,          "--epochs",     std::to_string(epochs),
-                                  "--batch-size", "4",            "--lr",         "0.01",
-                                  "--fpn-channels", "32",         "--head-convs", "1",
-                                  "--min-sizes",  "56,64",        "--test-size",  "64",
-                                  "--anchor-sizes", "16,32,64,128,256",
-                                  "--threads",    "1",            "--workers",    "0",
-                                  "--checkpoint-every", "1",      "--seed",       "7",
-                                  "--print-freq", "1",            "-o",           out};
-    if (fs::exists(out + "/checkpoint.pth")) {
-      a.push_back("--resume");
-      a.push_back(out + "/checkpoint.pth");
-    }
-    return a;
+    auto more = mgd::testing::tiny_training(out, epochs);
+    more.insert(more.end(), {"--checkpoint-every", "1"});
+    if (fs::exists(out + "/checkpoint.pth")) more.insert(more.end(), {"--resume", out + "/checkpoint.pth"});
+    return mgd::testing::tiny_detector("train", data_, more);
+  }
+  static std::vector<std::string> eval_args(const std::string& checkpoint, const std::string& out,
+                                            const std::vector<std::string>& more = {}) {
+    std::vector<std::string> a = {"--checkpoint", checkpoint, "-o", out};
+    a.insert(a.end(), more.begin(), more.end());
+    return mgd::testing::tiny_detector("eval", data_, a);
   }
 
   static mgd::testing::TempDir* dir_;
@@ -92,37 +83,14 @@ TEST_F(DetectionTask, TrainsWritesItsRunAndResumesBitForBitAfterSigkill) {
   const std::string killed = *dir_ / "killed";
   const pid_t pid = mgd::testing::spawn(train_args(killed, 2), {killed + ".log"});
   ASSERT_GT(pid, 0);
-  int status = -1;
-  const auto t0 = std::chrono::steady_clock::now();
-  bool ended = false;
-  while (!(ended = mgd::testing::try_wait(pid, &status))) {
-    if (fs::exists(killed + "/checkpoint.pth")) {
-      try {
-        if (mgd::serialize::load_file(killed + "/checkpoint.pth").at("global_step").to_int() >= 3)
-          break;
-      } catch (const c10::Error&) {
-      }
-    }
-    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::minutes(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (!ended) {
-    ::kill(pid, SIGKILL);
-    status = mgd::testing::wait_exit(pid);
-    EXPECT_EQ(status, 128 + SIGKILL);
-  }
+  const int status = mgd::testing::kill_once_saved(pid, killed + "/checkpoint.pth", 3);
+  EXPECT_TRUE(status == 128 + SIGKILL || status == 0) << status;
   ASSERT_EQ(mgd::testing::run(train_args(killed, 2), {killed + ".log"}), 0) << read(killed + ".log");
   mgd::testing::expect_same_checkpoint(reference + "/checkpoint.pth", killed + "/checkpoint.pth");
 
   // Evaluation: COCO's table and the results file.
   const std::string eval_dir = *dir_ / "eval";
-  std::vector<std::string> eval = {MGD_CLI,         "eval",   "--task",          "detection",
-                                   "--arch",        "retinanet_resnet18_fpn",   "--checkpoint",
-                                   reference + "/checkpoint.pth",             "--data-root",
-                                   data_,           "--fpn-channels", "32",     "--head-convs",
-                                   "1",             "--test-size",    "64",     "--anchor-sizes",
-                                   "16,32,64,128,256",                         "--threads",
-                                   "1",             "-o",             eval_dir};
+  const auto eval = eval_args(reference + "/checkpoint.pth", eval_dir);
   ASSERT_EQ(mgd::testing::run(eval, {eval_dir + ".log"}), 0) << read(eval_dir + ".log");
   const auto log = read(eval_dir + ".log");
   EXPECT_NE(log.find("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
@@ -162,14 +130,9 @@ TEST_F(DetectionTask, TwoRanksTrainAndTheirGatheredEvaluationEqualsOneProcess) {
                                                     (k + key.size() + 4));
   };
   const std::string eval_dir = *dir_ / "two_ranks_eval";
-  std::vector<std::string> eval = {MGD_CLI,         "eval",   "--task",          "detection",
-                                   "--arch",        "retinanet_resnet18_fpn",   "--checkpoint",
-                                   out + "/checkpoint.pth",                    "--data-root",
-                                   data_,           "--fpn-channels", "32",     "--head-convs",
-                                   "1",             "--test-size",    "64",     "--anchor-sizes",
-                                   "16,32,64,128,256",                         "--threads",
-                                   "1",             "--score-thresh", "0",      "-o",
-                                   eval_dir,        "--batch-size",   "4"};  // as the run's
+  // The run's batch size: the same batches, so the same padding.
+  const auto eval = eval_args(out + "/checkpoint.pth", eval_dir,
+                              {"--score-thresh", "0", "--batch-size", "4"});
   ASSERT_EQ(mgd::testing::run(eval, {eval_dir + ".log"}), 0) << read(eval_dir + ".log");
   const auto log = read(eval_dir + ".log");
   // mgd eval's summary line "retinanet_resnet18_fpn: AP x AP50 y ... on N images".
