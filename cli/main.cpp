@@ -37,6 +37,10 @@ constexpr const char* kDescription =
     "  mgd train   --task detection --arch retinanet_resnet18_fpn -o runs/det\n"
     "              (COCO-format data via --data-root; default: synthetic scenes, see\n"
     "              `mgd data scenes`)\n"
+    "  mgd train   --task moco --arch resnet18 --moco-k 4096 -o runs/moco   (MoCo v2; kNN\n"
+    "              monitor; MoCo v2's recipe by default)\n"
+    "  mgd distill --task moco --arch resnet18 --teacher-arch resnet50 \\\n"
+    "              --teacher-checkpoint moco_v2_200ep.pth.tar -o runs/moco-mgd\n"
     "  mgd launch  --nproc-per-node 2 -- train --arch resnet20 ...   (data-parallel; torchrun,\n"
     "              srun and mpirun work too: batch sizes are per process)\n"
     "Every command takes --config FILE.yaml (keys are the long flag names); flags given on\n"
@@ -89,6 +93,23 @@ void print_summary(const mgd::training::RunSummary& s) {
 
 }  // namespace
 
+// The task named by --task in argv, else by the config file's `task` key, else "".
+static std::string find_task(int argc, char** argv, const std::string& config_path) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--task" && i + 1 < argc) return argv[i + 1];
+    if (a.rfind("--task=", 0) == 0) return a.substr(7);
+  }
+  if (config_path.empty()) return "";
+  try {
+    const YAML::Node root = YAML::LoadFile(config_path);
+    if (root.IsMap() && root["task"] && root["task"].IsScalar()) return root["task"].as<std::string>();
+  } catch (const YAML::Exception&) {
+    // apply_yaml() reports a bad file
+  }
+  return "";
+}
+
 int main(int argc, char** argv) {
   mgd::install_warning_handler();  // "mgd: warning: ...", no logging banner
   CLI::App app(kDescription, "mgd");
@@ -105,6 +126,7 @@ int main(int argc, char** argv) {
   mgd::cli::add_data_options(tb, train_opts);
   mgd::cli::add_training_options(tb, train_opts);
   mgd::cli::add_detection_options(tb, train_opts);
+  mgd::cli::add_moco_options(tb, train_opts);
   tb.flag("-e,--evaluate", train_opts.evaluate_only,
           "Only evaluate the --init-checkpoint or --resume weights", "evaluate");
 
@@ -117,6 +139,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_training_options(db, distill_opts);
   mgd::cli::add_distillation_options(db, distill_opts);
   mgd::cli::add_detection_options(db, distill_opts);
+  mgd::cli::add_moco_options(db, distill_opts);
+  mgd::cli::add_moco_distillation_options(db, distill_opts);
   db.flag("-e,--evaluate", distill_opts.evaluate_only,
           "Only evaluate the teacher and the student's weights", "evaluate");
 
@@ -127,12 +151,15 @@ int main(int argc, char** argv) {
   eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")->required();
   eb.add("--device", eval_opts.device, "cpu, cuda or cuda:N");
   eb.add("--threads", eval_opts.threads, "CPU threads (0: every core)");
-  eb.add("--task", eval_opts.task, "classification or detection")
-      ->check(CLI::IsMember({"classification", "detection"}));
+  eb.add("--task", eval_opts.task, "classification, detection or moco (kNN monitor)")
+      ->check(CLI::IsMember({"classification", "detection", "moco"}));
   eb.add("-o,--output-dir", eval_opts.output_dir,
          "Detection: where coco_instances_results.json is written");
   mgd::cli::add_data_options(eb, eval_opts);
   mgd::cli::add_detection_options(eb, eval_opts);
+  mgd::cli::add_moco_options(eb, eval_opts);
+  eb.add("--train-subset", eval_opts.train_subset,
+         "MoCo: the kNN monitor's bank from this many training images (0: all)");
 
   auto* models = app.add_subcommand("models", "List the model zoo and the reducers");
 
@@ -184,6 +211,13 @@ int main(int argc, char** argv) {
   // Config first, flags second: CLI11 only writes options given on the command line.
   const std::string config_path = find_config(argc, argv);
   try {
+    // A task's own defaults (MoCo v2's recipe for --task moco) before the config and flags.
+    const std::string task = find_task(argc, argv, config_path);
+    if (!task.empty()) {
+      for (TrainOptions* o : {&train_opts, &distill_opts, &eval_opts}) {
+        mgd::training::apply_task_defaults(*o, task);
+      }
+    }
     if (!config_path.empty()) {
       std::string cmd = argc > 1 ? argv[1] : "";
       if (cmd == "train") tb.apply_yaml(config_path);

@@ -3,6 +3,7 @@
 
 #include "mgd/tasks/classification.h"
 #include "mgd/tasks/detection.h"
+#include "mgd/tasks/moco.h"
 #include "mgd/training/task.h"
 
 namespace mgd::training {
@@ -10,8 +11,9 @@ namespace mgd::training {
 std::unique_ptr<Task> make_task(const TrainOptions& options, const TaskContext& context) {
   if (options.task == "classification") return tasks::make_classification_task(options, context);
   if (options.task == "detection") return tasks::make_detection_task(options, context);
+  if (options.task == "moco") return tasks::make_moco_task(options, context);
   TORCH_CHECK(false, "Unknown task '", options.task,
-              "' (expected one of: classification, detection)");
+              "' (expected one of: classification, detection, moco)");
 }
 
 }  // namespace mgd::training
