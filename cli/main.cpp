@@ -1,8 +1,8 @@
 // The `mgd` command line: parses flags (and an optional YAML config) into TrainOptions and
 // calls the library's training engine. No hyper-parameter lives here.
-#include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -13,11 +13,11 @@
 #include "mgd/distributed/environment.h"
 #include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
-#include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
+#include "mgd/training/interrupt.h"
 #include "mgd/util/messages.h"
 #include "options_binding.h"
 
@@ -64,15 +64,15 @@ void print_eval(const std::string& who, const mgd::training::EvalResult& r) {
     return;
   }
   std::cout << std::fixed << std::setprecision(2) << who << ": top-1 " << r.top1 << "% (error "
-            << 100 - r.top1 << "%), top-5 " << r.top5 << "% (error " << 100 - r.top5
-            << "%), loss " << std::setprecision(4) << r.loss << " on " << r.images
-            << " test images\n";
+            << 100 - r.top1 << "%), top-5 " << r.top5 << "% (error " << 100 - r.top5 << "%), loss "
+            << std::setprecision(4) << r.loss << " on " << r.images << " test images\n";
 }
 
 void print_summary(const mgd::training::RunSummary& s) {
   std::cout << std::fixed << std::setprecision(2);
   if (s.best_metric != "acc1") {  // not a classifier
-    if (s.teacher_top1 >= 0) std::cout << "teacher " << s.best_metric << ": " << s.teacher_top1 << "\n";
+    if (s.teacher_top1 >= 0)
+      std::cout << "teacher " << s.best_metric << ": " << s.teacher_top1 << "\n";
     std::cout << "final:";
     for (const auto& [name, value] : s.final_eval.metrics) std::cout << " " << name << " " << value;
     std::cout << "  best " << s.best_metric << ": " << s.best_top1 << "  (" << s.epochs_done
@@ -103,7 +103,8 @@ static std::string find_task(int argc, char** argv, const std::string& config_pa
   if (config_path.empty()) return "";
   try {
     const YAML::Node root = YAML::LoadFile(config_path);
-    if (root.IsMap() && root["task"] && root["task"].IsScalar()) return root["task"].as<std::string>();
+    if (root.IsMap() && root["task"] && root["task"].IsScalar())
+      return root["task"].as<std::string>();
   } catch (const YAML::Exception&) {
     // apply_yaml() reports a bad file
   }
@@ -148,7 +149,8 @@ int main(int argc, char** argv) {
   mgd::cli::OptionBinder eb(eval);
   eval->add_option("--config", config, "YAML file of options (flags override it)");
   eb.add("-a,--arch", eval_opts.arch, "Architecture of the checkpoint (see `mgd models`)");
-  eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")->required();
+  eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")
+      ->required();
   eb.add("--device", eval_opts.device, "cpu, cuda or cuda:N");
   eb.add("--threads", eval_opts.threads, "CPU threads (0: every core)");
   eb.add("--task", eval_opts.task, "classification, detection or moco (kNN monitor)")
@@ -160,6 +162,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_moco_options(eb, eval_opts);
   eb.add("--train-subset", eval_opts.train_subset,
          "MoCo: the kNN monitor's bank from this many training images (0: all)");
+  eb.add("--test-subset", eval_opts.test_subset,
+         "Evaluate on a fixed random subset of this many test images (0: all)");
 
   auto* models = app.add_subcommand("models", "List the model zoo and the reducers");
 
@@ -170,7 +174,8 @@ int main(int argc, char** argv) {
   exporter->add_option("-a,--arch", export_arch, "Architecture of the checkpoint")->required();
   exporter->add_option("--checkpoint", export_in, "mgd or PyTorch checkpoint to read")->required();
   exporter->add_option("-o,--output", export_out, "state_dict file to write")->required();
-  exporter->add_option("--classes", export_classes, "Classes of the network")->capture_default_str();
+  exporter->add_option("--classes", export_classes, "Classes of the network")
+      ->capture_default_str();
   exporter->add_option("--in-channels", export_channels, "Input channels of the network")
       ->capture_default_str();
 
@@ -185,9 +190,10 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", master_port, "Rendezvous port (0: a free one)")
       ->capture_default_str();
   launch->add_option("--master-addr", master_addr, "Rendezvous address")->capture_default_str();
-  launch->add_option("command", launch_command,
-                     "After --: the command each process runs (`train ...`, `distill ...` run "
-                     "this mgd)")
+  launch
+      ->add_option("command", launch_command,
+                   "After --: the command each process runs (`train ...`, `distill ...` run "
+                   "this mgd)")
       ->required();
   launch->positionals_at_end();
 
@@ -245,7 +251,8 @@ int main(int argc, char** argv) {
     }
     if (exporter->parsed()) {
       auto net = mgd::models::make_model(
-          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+          export_arch,
+          mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
       mgd::training::load_weights(export_in, *net, export_arch);
       mgd::serialize::save_state_dict(export_out, *net);
       std::cout << "wrote " << export_out << " (" << export_arch << " state_dict)\n";

@@ -178,8 +178,9 @@ TEST_F(MoCoTask, TrainsLogsKnnAndResumesBitForBitAfterSigkillThenDistillsWithMgd
 
   // MoCo + MGD from that run's encoder as the teacher: the margins come from its BatchNorms
   // (different per channel), or with --margins reference all -sqrt(2/pi).
-  const std::vector<std::string> mgd_args = {"--teacher-arch", "resnet20", "--teacher-checkpoint",
-                                             reference + "/checkpoint.pth"};
+  const std::vector<std::string> mgd_args = {"--teacher-arch",       "resnet20",
+                                             "--teacher-checkpoint", reference + "/checkpoint.pth",
+                                             "--tracking-images",    "32"};
   const std::string distilled = *dir_ / "distilled";
   ASSERT_EQ(mgd::testing::run(args("distill", distilled, mgd_args), {distilled + ".log"}), 0)
       << read(distilled + ".log");
