@@ -162,6 +162,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_moco_options(eb, eval_opts);
   eb.add("--train-subset", eval_opts.train_subset,
          "MoCo: the kNN monitor's bank from this many training images (0: all)");
+  eb.add("--seed", eval_opts.seed,
+         "MoCo: the run's seed (it chose the --train-subset images that form the kNN bank)");
   eb.add("--test-subset", eval_opts.test_subset,
          "Evaluate on a fixed random subset of this many test images (0: all)");
 

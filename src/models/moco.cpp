@@ -102,6 +102,26 @@ Features grouped_extract(FeatureNetImpl& net, const torch::Tensor& x, int64_t sp
   return out;
 }
 
+torch::Tensor encode_shuffled_share(FeatureNetImpl& net, const torch::Tensor& images,
+                                    const torch::Tensor& perm, int64_t rank, int64_t world,
+                                    int64_t splits) {
+  const int64_t total = images.size(0);
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world && total % world == 0,
+              "encode_shuffled_share: ", total, " images do not split over ", world,
+              " ranks (rank ", rank, ")");
+  TORCH_CHECK(perm.dim() == 1 && perm.size(0) == total, "encode_shuffled_share: expected a ",
+              "permutation of ", total, " rows, got ", perm.sizes());
+  const int64_t n = total / world;
+  auto mine = perm.narrow(0, rank * n, n).to(images.device());
+  return grouped_extract(net, images.index_select(0, mine), splits).logits;
+}
+
+torch::Tensor unshuffle(const torch::Tensor& encoded, const torch::Tensor& perm) {
+  TORCH_CHECK(perm.dim() == 1 && perm.size(0) == encoded.size(0), "unshuffle: expected a ",
+              "permutation of ", encoded.size(0), " rows, got ", perm.sizes());
+  return torch::empty_like(encoded).index_copy_(0, perm.to(encoded.device()), encoded);
+}
+
 }  // namespace functional
 
 namespace models {

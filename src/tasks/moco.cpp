@@ -178,13 +178,17 @@ class MoCoTask : public training::Task {
     return {{"train_loss", meter_.mean_loss()}, {"train_pretext_acc1", meter_.top1_percent()}};
   }
 
-  Evaluation evaluate(bool interruptible) override { return knn(*moco_->encoder_q, interruptible); }
+  Evaluation evaluate(bool interruptible) override {
+    share_statistics();
+    return knn(*moco_->encoder_q, interruptible);
+  }
   bool has_teacher() const override { return !teacher_.is_empty(); }
   Evaluation evaluate_teacher(bool interruptible) override { return knn(*teacher_, interruptible); }
   std::string best_metric() const override { return "knn_acc1"; }
 
   void track(uint64_t seed, bool interruptible,
              const std::function<bool(const c10::Error&, int64_t)>& on_error) override {
+    share_statistics();
     // Evaluation transforms on training images, a different fixed-size subset each pass
     // (the reference: ~20 000 images through its evaluation loader).
     data::Loader loader(plain_train_,
@@ -230,6 +234,13 @@ class MoCoTask : public training::Task {
   void open_data();
   void build_models();
   torch::Tensor keys(const torch::Tensor& im_k);
+  // BatchNorm statistics are per rank (each normalizes its own batches, as in MoCo); they
+  // matter only in evaluation mode, where every rank then uses rank 0's -- the checkpoint's.
+  void share_statistics() {
+    if (ctx_.comm->world_size() == 1) return;
+    ctx_.comm->broadcast(moco_->encoder_q->buffers(), 0,
+                         "broadcast of the query encoder's BatchNorm statistics");
+  }
   Evaluation knn(models::MoCoEncoderImpl& encoder, bool interruptible);
   data::LoaderOptions shard(bool pad) const { return training::shard_options(ctx_, pad); }
 
@@ -335,13 +346,10 @@ torch::Tensor MoCoTask::keys(const torch::Tensor& im_k) {
                                static_cast<uint64_t>(epoch_ * batches_ + batch_.index)));
   const auto order = data::random_permutation(total, rng);
   auto perm = torch::tensor(order, torch::kLong).to(im_k.device());
-  auto mine = perm.narrow(0, comm.rank() * b, b);
-  auto encoded = unit(functional::grouped_extract(
-                          *moco_->encoder_k, all_images.index_select(0, mine), o_.moco_bn_splits)
-                          .logits);
-  auto shuffled = gather_equal(encoded, comm, "all-gather of the keys");
-  // Row j of `shuffled` is the key of image perm[j].
-  all_keys_ = torch::empty_like(shuffled).index_copy_(0, perm, shuffled);
+  auto encoded = unit(functional::encode_shuffled_share(
+      *moco_->encoder_k, all_images, perm, comm.rank(), comm.world_size(), o_.moco_bn_splits));
+  // Row j of the gathered shares is the key of image perm[j].
+  all_keys_ = functional::unshuffle(gather_equal(encoded, comm, "all-gather of the keys"), perm);
   return all_keys_.narrow(0, comm.rank() * b, b);
 }
 

@@ -251,6 +251,37 @@ TEST(MoCoGroupedBatchNorm, EqualsTheDemosSplitBatchNormOnMoCosEncoder) {
       << (mine.index_select(0, index) - theirs).abs().max();
 }
 
+TEST(MoCoShuffledBatchNorm, KeysReturnToTheirImagesNormalizedAmongTheirShare) {
+  torch::manual_seed(11);
+  mgd::models::MoCoEncoder net(mgd::models::MoCoEncoderOptions("resnet20").in_channels(1).dim(8));
+  net->train();
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({8, 1, 16, 16});
+  auto perm = torch::tensor({5, 2, 7, 0, 3, 6, 1, 4}, torch::kLong);
+  // One rank, one group: BatchNorm over the whole (permuted) batch, so the unshuffled keys
+  // are the plain pass's (up to the summation order).
+  auto one = functional::unshuffle(functional::encode_shuffled_share(*net, x, perm, 0, 1, 1), perm);
+  EXPECT_TRUE(torch::allclose(one, net->extract(x).logits, 1e-4, 1e-5));
+  // Two ranks of 4 (emulated): rank r encodes images perm[4r .. 4r + 4) together; after the
+  // unshuffle image perm[j]'s key is that pass's row j - 4r, bit for bit.
+  auto share0 = functional::encode_shuffled_share(*net, x, perm, 0, 2, 1);
+  auto share1 = functional::encode_shuffled_share(*net, x, perm, 1, 2, 1);
+  auto keys = functional::unshuffle(torch::cat({share0, share1}, 0), perm);
+  for (int64_t r = 0; r < 2; ++r) {
+    auto group = perm.narrow(0, 4 * r, 4);
+    auto alone = net->extract(x.index_select(0, group)).logits;
+    for (int64_t j = 0; j < 4; ++j) {
+      EXPECT_TRUE(torch::equal(keys[group[j].item<int64_t>()], alone[j])) << r << " " << j;
+    }
+  }
+  // The same rank's share in two BatchNorm groups: two passes of two images.
+  auto split = functional::encode_shuffled_share(*net, x, perm, 1, 2, 2);
+  EXPECT_TRUE(torch::equal(split.narrow(0, 0, 2),
+                           net->extract(x.index_select(0, perm.narrow(0, 4, 2))).logits));
+  EXPECT_THROW(functional::encode_shuffled_share(*net, x, perm, 2, 2, 1), c10::Error);
+  EXPECT_THROW(functional::unshuffle(share0, perm), c10::Error);
+}
+
 // --- checkpoints: MoCo's names
 
 TEST(MoCoCheckpoint, NamesAreMoCosAndAnEncoderLoadsFromAMoCoStateDict) {

@@ -215,6 +215,40 @@ TEST_F(MoCoTask, TrainsLogsKnnAndResumesBitForBitAfterSigkillThenDistillsWithMgd
       << constant_margins;
 }
 
+TEST_F(MoCoTask, TwoRanksShuffleKeysAcrossThemAndTheirKnnEqualsOneProcess) {
+  // Two ranks (mgd launch) of 8 images each: the key views are shuffled over both ranks'
+  // batches and every rank enqueues all 16 keys; the kNN monitor gathers the bank of both
+  // ranks and sums their counts. The same checkpoint evaluated by one process: the same value.
+  const std::string out = *dir_ / "two_ranks";
+  std::vector<std::string> a = {MGD_CLI, "launch", "--nproc-per-node", "2", "--"};
+  const auto run = args("train", out, {"--batch-size", "8", "--epochs", "1"});
+  a.insert(a.end(), run.begin() + 1, run.end());
+  ASSERT_EQ(mgd::testing::run(a, {out + ".log"}), 0) << read(out + ".log");
+  const auto ckpt = mgd::serialize::load_file(out + "/checkpoint.pth");
+  const auto state = mgd::serialize::to_state_dict(
+      ckpt.at("state_dict"), mgd::serialize::LoadStateDictOptions().strip_prefix(""));
+  EXPECT_EQ(state["queue_ptr"].item<int64_t>(), 64 % 48);  // 4 steps of 16 keys
+  const auto metrics = read(out + "/metrics.jsonl");
+  const auto at = metrics.rfind("\"knn_acc1\": ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const double ranks = std::stod(metrics.substr(at + 12));
+  const std::string eval_log = *dir_ / "two_ranks_eval.log";
+  ASSERT_EQ(
+      mgd::testing::run({MGD_CLI,          "eval",     "--task",        "moco",
+                         "--arch",         "resnet20", "--checkpoint",  out + "/checkpoint.pth",
+                         "--moco-dim",     "16",       "--knn-k",       "10",
+                         "--train-subset", "64",       "--test-subset", "32",
+                         "--seed",         "11",       "--batch-size",  "8",
+                         "--threads",      "1"},
+                        {eval_log}),
+      0)
+      << read(eval_log);
+  const auto log = read(eval_log);
+  const auto line = log.find("knn_acc1 ");
+  ASSERT_NE(line, std::string::npos) << log;
+  EXPECT_NEAR(std::stod(log.substr(line + 9)), ranks, 0.006) << log << "\n" << metrics;
+}
+
 TEST_F(MoCoTask, BadOptionsAreOneClearError) {
   const std::string out = *dir_ / "bad";
   const std::string log = *dir_ / "bad.log";

@@ -65,6 +65,18 @@ torch::Tensor knn_scores(const torch::Tensor& features, const torch::Tensor& ban
 /// process). B must be a multiple of splits; splits = 1 is one pass.
 Features grouped_extract(FeatureNetImpl& net, const torch::Tensor& x, int64_t splits);
 
+/// One rank's part of MoCo's shuffled BatchNorm (_batch_shuffle_ddp): of `images`, every
+/// rank's key views (N = world x n rows, in rank order), the rows perm[rank n .. (rank + 1) n)
+/// encoded by `net` in `splits` BatchNorm groups; the logits, in that order. `perm` is a
+/// permutation of 0..N-1, the same on every rank.
+torch::Tensor encode_shuffled_share(FeatureNetImpl& net, const torch::Tensor& images,
+                                    const torch::Tensor& perm, int64_t rank, int64_t world,
+                                    int64_t splits);
+
+/// _batch_unshuffle_ddp: `encoded` (every rank's share, N rows in perm order) back in the
+/// images' order: out[perm[j]] = encoded[j].
+torch::Tensor unshuffle(const torch::Tensor& encoded, const torch::Tensor& perm);
+
 }  // namespace functional
 
 namespace models {
