@@ -41,6 +41,8 @@ constexpr const char* kDescription =
     "              monitor; MoCo v2's recipe by default)\n"
     "  mgd distill --task moco --arch resnet18 --teacher-arch resnet50 \\\n"
     "              --teacher-checkpoint moco_v2_200ep.pth.tar -o runs/moco-mgd\n"
+    "  mgd train   --task linear --arch resnet18 --init-backbone runs/moco/best.pth -o runs/lin\n"
+    "              (the linear protocol: frozen body, MoCo's settings by default)\n"
     "  mgd launch  --nproc-per-node 2 -- train --arch resnet20 ...   (data-parallel; torchrun,\n"
     "              srun and mpirun work too: batch sizes are per process)\n"
     "Every command takes --config FILE.yaml (keys are the long flag names); flags given on\n"
@@ -153,8 +155,9 @@ int main(int argc, char** argv) {
       ->required();
   eb.add("--device", eval_opts.device, "cpu, cuda or cuda:N");
   eb.add("--threads", eval_opts.threads, "CPU threads (0: every core)");
-  eb.add("--task", eval_opts.task, "classification, detection or moco (kNN monitor)")
-      ->check(CLI::IsMember({"classification", "detection", "moco"}));
+  eb.add("--task", eval_opts.task,
+         "classification, detection, moco (kNN monitor) or linear (a linear-protocol run)")
+      ->check(CLI::IsMember({"classification", "detection", "moco", "linear"}));
   eb.add("-o,--output-dir", eval_opts.output_dir,
          "Detection: where coco_instances_results.json is written");
   mgd::cli::add_data_options(eb, eval_opts);

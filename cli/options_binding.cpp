@@ -262,7 +262,8 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
       ->check(CLI::IsMember({"auto", "frozen_batch", "batch"}))
       ->group("Detection");
   b.add("--init-backbone", o.init_backbone,
-        "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone")
+        "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone; "
+        "linear: the MoCo checkpoint whose encoder is the frozen body")
       ->group("Detection");
 }
 
@@ -298,8 +299,8 @@ void add_moco_distillation_options(OptionBinder& b, training::TrainOptions& o) {
 }
 
 void add_run_options(OptionBinder& b, training::TrainOptions& o) {
-  b.add("--task", o.task, "classification, detection or moco")
-      ->check(CLI::IsMember({"classification", "detection", "moco"}))
+  b.add("--task", o.task, "classification, detection, moco or linear")
+      ->check(CLI::IsMember({"classification", "detection", "moco", "linear"}))
       ->group("Run");
   b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`)")->group("Run");
   b.add("--seed", o.seed, "Random seed (initialization, shuffling, augmentation)")->group("Run");

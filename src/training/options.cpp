@@ -21,6 +21,19 @@ void apply_task_defaults(TrainOptions& options, const std::string& task) {
     // re-matches after the epochs e - 1).
     options.teacher_arch = "resnet50";
     options.update_epochs = {1, 2, 3, 6, 9, 15, 26, 43, 74, 126};
+  } else if (task == "linear") {
+    // MoCo's linear protocol (moco/main_lincls.py): lr 30, batch 256, 100 epochs, x0.1 at 60
+    // and 80, SGD momentum 0.9, no weight decay.
+    options.arch = "resnet50";
+    options.batch_size = 256;
+    options.lr = 30;
+    options.lr_schedule = "step";
+    options.lr_drop_epochs = {60, 80};
+    options.lr_drop_ratio = 0.1;
+    options.nesterov = false;
+    options.momentum = 0.9;
+    options.weight_decay = 0;
+    options.epochs = 100;
   }
 }
 

@@ -249,6 +249,80 @@ TEST_F(MoCoTask, TwoRanksShuffleKeysAcrossThemAndTheirKnnEqualsOneProcess) {
   EXPECT_NEAR(std::stod(log.substr(line + 9)), ranks, 0.006) << log << "\n" << metrics;
 }
 
+TEST_F(MoCoTask, TheLinearProtocolTrainsOnlyTheClassifierOnTheFrozenEncoder) {
+  // A MoCo run, then `mgd train --task linear` on its query encoder: the classifier learns,
+  // the body (weights and BatchNorm statistics) stays the encoder's bit for bit, and
+  // `mgd eval --task linear` gives the run's last accuracy.
+  const std::string moco = *dir_ / "linear_moco";
+  ASSERT_EQ(mgd::testing::run(args("train", moco, {"--epochs", "1"}), {moco + ".log"}), 0)
+      << read(moco + ".log");
+  const std::string out = *dir_ / "linear";
+  const std::vector<std::string> linear = {MGD_CLI,
+                                           "train",
+                                           "--task",
+                                           "linear",
+                                           "--arch",
+                                           "resnet20",
+                                           "--init-backbone",
+                                           moco + "/checkpoint.pth",
+                                           "--epochs",
+                                           "2",
+                                           "--batch-size",
+                                           "16",
+                                           "--train-subset",
+                                           "64",
+                                           "--test-subset",
+                                           "32",
+                                           "--threads",
+                                           "1",
+                                           "--workers",
+                                           "0",
+                                           "--seed",
+                                           "3",
+                                           "-o",
+                                           out};
+  ASSERT_EQ(mgd::testing::run(linear, {out + ".log"}), 0) << read(out + ".log");
+  const auto config = read(out + "/config.yaml");
+  EXPECT_NE(config.find("lr: 30"), std::string::npos) << config;  // MoCo's linear settings
+  EXPECT_NE(config.find("weight_decay: 0\n"), std::string::npos) << config;
+  const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
+  const auto mine = mgd::serialize::load_file(out + "/checkpoint.pth");
+  const auto state = mgd::serialize::to_state_dict(mine.at("state_dict"), opts);
+  const auto encoder = mgd::serialize::to_state_dict(
+      mgd::serialize::load_file(moco + "/checkpoint.pth").at("state_dict"), opts);
+  int64_t body = 0;
+  for (const auto& item : state) {
+    if (item.key().rfind("fc.", 0) == 0) continue;
+    ++body;
+    ASSERT_TRUE(encoder.contains("encoder_q." + item.key())) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), encoder["encoder_q." + item.key()])) << item.key();
+  }
+  EXPECT_GT(body, 50);
+  EXPECT_EQ(state["fc.weight"].sizes(), (std::vector<int64_t>{10, 64}));
+  EXPECT_EQ(mine.at("momentum").items().size(), 2u);  // fc.weight and fc.bias alone
+  const auto metrics = read(out + "/metrics.jsonl");
+  const auto at = metrics.rfind("\"acc1\": ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const std::string eval_log = *dir_ / "linear_eval.log";
+  ASSERT_EQ(mgd::testing::run({MGD_CLI, "eval", "--task", "linear", "--arch", "resnet20",
+                               "--checkpoint", out + "/checkpoint.pth", "--test-subset", "32",
+                               "--batch-size", "16", "--threads", "1"},
+                              {eval_log}),
+            0)
+      << read(eval_log);
+  const auto log = read(eval_log);
+  const auto top1 = log.find("top-1 ");
+  ASSERT_NE(top1, std::string::npos) << log;
+  EXPECT_NEAR(std::stod(log.substr(top1 + 6)), std::stod(metrics.substr(at + 8)), 0.006) << log;
+  // Without the pretrained body: one clear error.
+  const std::string bad_log = *dir_ / "linear_bad.log";
+  auto no_body = linear;
+  no_body.erase(no_body.begin() + 6, no_body.begin() + 8);
+  no_body.back() = *dir_ / "linear_bad";
+  EXPECT_NE(mgd::testing::run(no_body, {bad_log}), 0);
+  EXPECT_NE(read(bad_log).find("--init-backbone"), std::string::npos) << read(bad_log);
+}
+
 TEST_F(MoCoTask, BadOptionsAreOneClearError) {
   const std::string out = *dir_ / "bad";
   const std::string log = *dir_ / "bad.log";

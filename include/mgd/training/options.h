@@ -22,7 +22,8 @@ Method parse_method(const std::string& name);
 
 struct TrainOptions {
   /// What is learned (tasks/): "classification" (images and labels), "detection"
-  /// (RetinaNet-FPN on COCO-format data) or "moco" (MoCo v2 self-supervised; tasks-spec B).
+  /// (RetinaNet-FPN on COCO-format data), "moco" (MoCo v2 self-supervised; tasks-spec B) or
+  /// "linear" (the linear protocol on a frozen pretrained body).
   std::string task = "classification";
 
   // --- models ---
