@@ -1,8 +1,8 @@
 // The `mgd` command line: parses flags (and an optional YAML config) into TrainOptions and
 // calls the library's training engine. No hyper-parameter lives here.
+#include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -13,11 +13,13 @@
 #include "mgd/distributed/environment.h"
 #include "mgd/distributed/launch.h"
 #include "mgd/models/registry.h"
+#include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
+#include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
+#include "mgd/tasks/linear.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
-#include "mgd/training/interrupt.h"
 #include "mgd/util/messages.h"
 #include "options_binding.h"
 
@@ -66,15 +68,15 @@ void print_eval(const std::string& who, const mgd::training::EvalResult& r) {
     return;
   }
   std::cout << std::fixed << std::setprecision(2) << who << ": top-1 " << r.top1 << "% (error "
-            << 100 - r.top1 << "%), top-5 " << r.top5 << "% (error " << 100 - r.top5 << "%), loss "
-            << std::setprecision(4) << r.loss << " on " << r.images << " test images\n";
+            << 100 - r.top1 << "%), top-5 " << r.top5 << "% (error " << 100 - r.top5
+            << "%), loss " << std::setprecision(4) << r.loss << " on " << r.images
+            << " test images\n";
 }
 
 void print_summary(const mgd::training::RunSummary& s) {
   std::cout << std::fixed << std::setprecision(2);
   if (s.best_metric != "acc1") {  // not a classifier
-    if (s.teacher_top1 >= 0)
-      std::cout << "teacher " << s.best_metric << ": " << s.teacher_top1 << "\n";
+    if (s.teacher_top1 >= 0) std::cout << "teacher " << s.best_metric << ": " << s.teacher_top1 << "\n";
     std::cout << "final:";
     for (const auto& [name, value] : s.final_eval.metrics) std::cout << " " << name << " " << value;
     std::cout << "  best " << s.best_metric << ": " << s.best_top1 << "  (" << s.epochs_done
@@ -151,8 +153,7 @@ int main(int argc, char** argv) {
   mgd::cli::OptionBinder eb(eval);
   eval->add_option("--config", config, "YAML file of options (flags override it)");
   eb.add("-a,--arch", eval_opts.arch, "Architecture of the checkpoint (see `mgd models`)");
-  eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")
-      ->required();
+  eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")->required();
   eb.add("--device", eval_opts.device, "cpu, cuda or cuda:N");
   eb.add("--threads", eval_opts.threads, "CPU threads (0: every core)");
   eb.add("--task", eval_opts.task,
@@ -179,7 +180,13 @@ int main(int argc, char** argv) {
   exporter->add_option("-a,--arch", export_arch, "Architecture of the checkpoint")->required();
   exporter->add_option("--checkpoint", export_in, "mgd or PyTorch checkpoint to read")->required();
   exporter->add_option("-o,--output", export_out, "state_dict file to write")->required();
-  exporter->add_option("--classes", export_classes, "Classes of the network")
+  exporter->add_option("--classes", export_classes, "Classes of the network")->capture_default_str();
+  std::string export_task = "classification";
+  exporter
+      ->add_option("--task", export_task,
+                   "classification (the whole network) or moco (a MoCo checkpoint's query "
+                   "encoder body: torchvision names, no fc)")
+      ->check(CLI::IsMember({"classification", "moco"}))
       ->capture_default_str();
   exporter->add_option("--in-channels", export_channels, "Input channels of the network")
       ->capture_default_str();
@@ -195,10 +202,9 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", master_port, "Rendezvous port (0: a free one)")
       ->capture_default_str();
   launch->add_option("--master-addr", master_addr, "Rendezvous address")->capture_default_str();
-  launch
-      ->add_option("command", launch_command,
-                   "After --: the command each process runs (`train ...`, `distill ...` run "
-                   "this mgd)")
+  launch->add_option("command", launch_command,
+                     "After --: the command each process runs (`train ...`, `distill ...` run "
+                     "this mgd)")
       ->required();
   launch->positionals_at_end();
 
@@ -256,8 +262,19 @@ int main(int argc, char** argv) {
     }
     if (exporter->parsed()) {
       auto net = mgd::models::make_model(
-          export_arch,
-          mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+      if (export_task == "moco") {
+        // MoCo's encoder without its projection head, as main_lincls.py loads it into a
+        // torchvision ResNet (strict=False: fc is the classifier still to train).
+        mgd::tasks::load_backbone(export_in, *net);
+        auto state = mgd::serialize::state_dict_value(*net);
+        state.to_dict().erase("fc.weight");
+        state.to_dict().erase("fc.bias");
+        mgd::serialize::save_file(export_out, state);
+        std::cout << "wrote " << export_out << " (" << export_arch
+                  << " body state_dict of the MoCo query encoder, without fc)\n";
+        return 0;
+      }
       mgd::training::load_weights(export_in, *net, export_arch);
       mgd::serialize::save_state_dict(export_out, *net);
       std::cout << "wrote " << export_out << " (" << export_arch << " state_dict)\n";

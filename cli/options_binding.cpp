@@ -58,8 +58,7 @@ void OptionBinder::apply_yaml(const std::string& path) const {
     throw std::runtime_error("config file '" + path + "' is not valid YAML: " + e.what());
   }
   if (root.IsNull()) return;
-  if (!root.IsMap())
-    throw std::runtime_error("config file '" + path + "': expected a mapping of option: value");
+  if (!root.IsMap()) throw std::runtime_error("config file '" + path + "': expected a mapping of option: value");
   for (const auto& entry : root) {
     const auto name = key(entry.first.as<std::string>());
     if (entry.second.IsNull()) continue;  // "key: null" (or empty): not set
@@ -94,8 +93,7 @@ std::vector<int64_t> parse_list(const std::string& text) {
   std::string item;
   std::istringstream in(text);
   while (std::getline(in, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(),
-                              [](char c) { return c == ' ' || c == '[' || c == ']'; }),
+    item.erase(std::remove_if(item.begin(), item.end(), [](char c) { return c == ' ' || c == '[' || c == ']'; }),
                item.end());
     if (item.empty()) continue;
     size_t used = 0;
@@ -105,8 +103,7 @@ std::vector<int64_t> parse_list(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size())
-      throw std::runtime_error("expected a comma-separated list of integers, got '" + text + "'");
+    if (used != item.size()) throw std::runtime_error("expected a comma-separated list of integers, got '" + text + "'");
     out.push_back(v);
   }
   return out;
@@ -122,16 +119,14 @@ void add_data_options(OptionBinder& b, training::TrainOptions& o) {
         "Dataset directory (default: the format's standard location, e.g. "
         "/usr/share/datasets/fashion-mnist)")
       ->group("Data");
-  b.add("--image-size", o.image_size,
-        "Crop size for image folders (evaluation resizes to 8/7 of it first)")
+  b.add("--image-size", o.image_size, "Crop size for image folders (evaluation resizes to 8/7 of it first)")
       ->group("Data");
   b.add("-j,--workers", o.workers, "Data loading threads")->group("Data");
   b.add("-b,--batch-size", o.batch_size, "Images per batch")->group("Data");
 }
 
 void add_training_options(OptionBinder& b, training::TrainOptions& o) {
-  b.add("--train-subset", o.train_subset,
-        "Train on a fixed random subset of this many images (0: all)")
+  b.add("--train-subset", o.train_subset, "Train on a fixed random subset of this many images (0: all)")
       ->group("Training");
   b.add("--test-subset", o.test_subset,
         "Evaluate on a fixed random subset of this many test images (0: all; for quick checks)")
@@ -142,12 +137,9 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--weight-decay,--wd", o.weight_decay, "Weight decay (L2)")->group("Training");
   b.custom("--nesterov", "Nesterov momentum: true or false (default true)",
            [&o](const std::string& v) {
-             if (v == "true" || v == "1")
-               o.nesterov = true;
-             else if (v == "false" || v == "0")
-               o.nesterov = false;
-             else
-               throw std::runtime_error("--nesterov expects true or false, got '" + v + "'");
+             if (v == "true" || v == "1") o.nesterov = true;
+             else if (v == "false" || v == "0") o.nesterov = false;
+             else throw std::runtime_error("--nesterov expects true or false, got '" + v + "'");
            })
       ->group("Training");
   b.add("--lr-schedule", o.lr_schedule, "step (multi-step drops) or cosine")
@@ -157,11 +149,10 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
            [&o](const std::string& v) { o.lr_drop_epochs = parse_list(v); })
       ->group("Training");
   b.add("--lr-drop-ratio", o.lr_drop_ratio, "Factor applied at each drop")->group("Training");
-  b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")
+  b.add("--warmup-epochs", o.warmup_epochs, "Linear learning-rate warm-up epochs")->group("Training");
+  b.action_flag("--no-augment", "Train without data augmentation", "no_augment",
+                [&o] { o.augment = false; })
       ->group("Training");
-  b.action_flag("--no-augment", "Train without data augmentation", "no_augment", [&o] {
-     o.augment = false;
-   })->group("Training");
   b.flag("--augment", o.augment, "(YAML key augment: true/false)", "augment")->group("");
   b.flag("--skip-nonfinite", o.skip_nonfinite,
          "Skip a step whose loss is NaN/inf instead of stopping the run", "skip_nonfinite")
@@ -173,30 +164,26 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
 
 void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
   o.method = training::Method::kMgd;
-  b.add("--teacher-arch", o.teacher_arch, "Teacher architecture (see `mgd models`)")
-      ->group("Distillation");
+  b.add("--teacher-arch", o.teacher_arch, "Teacher architecture (see `mgd models`)")->group("Distillation");
   b.add("--teacher-checkpoint", o.teacher_checkpoint,
         "Trained teacher weights (mgd checkpoint, or a PyTorch state_dict / training checkpoint)")
       ->group("Distillation");
   b.custom("--method", "mgd (default), mgd+kd, or kd (logit distillation alone)",
            [&o](const std::string& v) { o.method = training::parse_method(v); })
       ->group("Distillation");
-  b.action_flag("--with-kd", "Add KD to MGD (same as --method mgd+kd)", "with_kd", [&o] {
-     o.method = training::Method::kMgdKd;
-   })->group("Distillation");
+  b.action_flag("--with-kd", "Add KD to MGD (same as --method mgd+kd)", "with_kd",
+                [&o] { o.method = training::Method::kMgdKd; })
+      ->group("Distillation");
   b.add("--reducer", o.reducer, "Channel reducer: " + joined(reducer_names()))
       ->check(CLI::IsMember(reducer_names()))
       ->group("Distillation");
-  b.add("--update-freq", o.update_freq,
-        "Re-match every N epochs (the matching always runs before epoch 1)")
+  b.add("--update-freq", o.update_freq, "Re-match every N epochs (the matching always runs before epoch 1)")
       ->group("Distillation");
   b.custom("--update-epochs", "Re-match before these epochs instead (comma-separated, 0-based)",
            [&o](const std::string& v) { o.update_epochs = parse_list(v); })
       ->group("Distillation");
-  b.add("--update-iters", o.update_iters, "Also re-match every N iterations (0: off)")
-      ->group("Distillation");
-  b.add("--tracking-images", o.tracking_images, "Training images per tracking pass")
-      ->group("Distillation");
+  b.add("--update-iters", o.update_iters, "Also re-match every N iterations (0: off)")->group("Distillation");
+  b.add("--tracking-images", o.tracking_images, "Training images per tracking pass")->group("Distillation");
   b.add("--kd-temperature,-T", o.kd_temperature, "KD temperature")->group("Distillation");
   b.add("--kd-weight", o.kd_weight, "Weight of the KD loss")->group("Distillation");
   b.add("--loss-factor", o.loss_factor,
@@ -243,7 +230,8 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("Detection");
   b.add("--nms-thresh", o.nms_thresh, "Detection: IoU threshold of the per-class NMS")
       ->group("Detection");
-  b.add("--topk-candidates", o.topk_candidates, "Detection: candidates per FPN level before NMS")
+  b.add("--topk-candidates", o.topk_candidates,
+        "Detection: candidates per FPN level before NMS")
       ->group("Detection");
   b.add("--detections-per-image", o.detections_per_image,
         "Detection: detections kept per image (Detectron2 100, torchvision 300)")
@@ -274,12 +262,9 @@ void add_moco_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--moco-t", o.moco_t, "MoCo: InfoNCE temperature")->group("MoCo");
   b.custom("--moco-mlp", "MoCo: v2's 2-layer MLP head, true or false (false: v1's linear head)",
            [&o](const std::string& v) {
-             if (v == "true" || v == "1")
-               o.moco_mlp = true;
-             else if (v == "false" || v == "0")
-               o.moco_mlp = false;
-             else
-               throw std::runtime_error("--moco-mlp expects true or false, got '" + v + "'");
+             if (v == "true" || v == "1") o.moco_mlp = true;
+             else if (v == "false" || v == "0") o.moco_mlp = false;
+             else throw std::runtime_error("--moco-mlp expects true or false, got '" + v + "'");
            })
       ->group("MoCo");
   b.add("--moco-bn-splits", o.moco_bn_splits,
@@ -314,9 +299,8 @@ void add_run_options(OptionBinder& b, training::TrainOptions& o) {
          "(at the new run's first checkpoint)",
          "overwrite")
       ->group("Run");
-  b.add(
-       "--checkpoint-every", o.checkpoint_every,
-       "Also write the checkpoint every N steps, to resume inside an epoch (0: at epoch ends only)")
+  b.add("--checkpoint-every", o.checkpoint_every,
+        "Also write the checkpoint every N steps, to resume inside an epoch (0: at epoch ends only)")
       ->group("Run");
   b.add("-p,--print-freq", o.print_freq, "Progress line every N batches when not on a terminal")
       ->group("Run");

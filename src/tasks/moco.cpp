@@ -186,17 +186,18 @@ class MoCoTask : public training::Task {
   Evaluation evaluate_teacher(bool interruptible) override { return knn(*teacher_, interruptible); }
   std::string best_metric() const override { return "knn_acc1"; }
 
-  void track(uint64_t seed, bool interruptible,
+  void track(uint64_t /*seed*/, bool interruptible,
              const std::function<bool(const c10::Error&, int64_t)>& on_error) override {
     share_statistics();
-    // Evaluation transforms on training images, a different fixed-size subset each pass
-    // (the reference: ~20 000 images through its evaluation loader).
+    // Evaluation transforms on training images, the same fixed subset in every pass (the
+    // reference's sampler never changes its epoch: the same ~20 000 images each time), each
+    // rank its shard of it.
     data::Loader loader(plain_train_,
                         shard(/*pad=*/false)
                             .batch_size(o_.batch_size)
-                            .shuffle(true)
+                            .shuffle(false)
                             .workers(o_.workers)
-                            .seed(seed)
+                            .seed(o_.seed)
                             .max_samples(std::min(o_.tracking_images, plain_train_->size())));
     training::track_batches(loader, distiller_, ctx_, interruptible, on_error);
   }

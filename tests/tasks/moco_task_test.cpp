@@ -314,6 +314,20 @@ TEST_F(MoCoTask, TheLinearProtocolTrainsOnlyTheClassifierOnTheFrozenEncoder) {
   const auto top1 = log.find("top-1 ");
   ASSERT_NE(top1, std::string::npos) << log;
   EXPECT_NEAR(std::stod(log.substr(top1 + 6)), std::stod(metrics.substr(at + 8)), 0.006) << log;
+  // The encoder exported as a plain ResNet body (torchvision names, no fc).
+  const std::string exported = *dir_ / "encoder.pth";
+  ASSERT_EQ(
+      mgd::testing::run({MGD_CLI, "export", "--task", "moco", "--arch", "resnet20", "--in-channels",
+                         "1", "--checkpoint", moco + "/checkpoint.pth", "-o", exported},
+                        {exported + ".log"}),
+      0)
+      << read(exported + ".log");
+  const auto plain = mgd::serialize::load_state_dict(exported);
+  EXPECT_FALSE(plain.contains("fc.weight"));
+  EXPECT_EQ(static_cast<int64_t>(plain.size()), body);
+  EXPECT_TRUE(torch::equal(plain["layer3.2.bn2.running_mean"],
+                           encoder["encoder_q.layer3.2.bn2.running_mean"]));
+
   // Without the pretrained body: one clear error.
   const std::string bad_log = *dir_ / "linear_bad.log";
   auto no_body = linear;

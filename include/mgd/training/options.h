@@ -128,7 +128,9 @@ struct TrainOptions {
 
 /// Sets the defaults of `task` in `options` (call before applying a config file and flags,
 /// which then override them): "moco" gets MoCo v2's recipe (batch 256, lr 0.03, cosine
-/// decay, plain momentum SGD, weight decay 1e-4, 200 epochs); other tasks keep the struct's.
+/// decay, plain momentum SGD, weight decay 1e-4, 200 epochs; with MGD a ResNet-50 teacher and
+/// the reference's logspace matching epochs), "linear" MoCo's linear protocol (batch 256,
+/// lr 30, x0.1 at 60 and 80 of 100 epochs, no weight decay); other tasks keep the struct's.
 void apply_task_defaults(TrainOptions& options, const std::string& task);
 
 }  // namespace mgd::training
