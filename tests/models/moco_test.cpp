@@ -318,4 +318,27 @@ TEST(MoCoCheckpoint, NamesAreMoCosAndAnEncoderLoadsFromAMoCoStateDict) {
   }
 }
 
+TEST(MoCoCheckpoint, MoCosOwnLegacyCheckpointLoadsAsAnEncoderAndComputesTheSame) {
+  // As main_moco.py saves it under DistributedDataParallel: legacy (non-zip) torch.save,
+  // "module.encoder_q." names, the optimizer's state beside.
+  mgd::testing::TempDir dir("mgd-moco-official");
+  torch::manual_seed(12);
+  auto x = torch::randn({3, 1, 32, 32});
+  mgd::serialize::save_file(dir / "in.pt", Value(dict({{"input", x}, {"dim", int64_t{16}}})));
+  const std::string ckpt = dir / "moco_v2_200ep.pth.tar";
+  const std::string cmd = std::string(MGD_PYTHON) + " " + MGD_SOURCE_DIR +
+                          "/tests/oracle/moco_oracle.py official " + (dir / "in.pt") + " " + ckpt;
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the PyTorch oracle failed: " << cmd;
+  mgd::models::MoCoEncoder encoder(
+      mgd::models::MoCoEncoderOptions("resnet18").in_channels(1).dim(16));
+  mgd::models::load_moco_encoder(ckpt, *encoder);
+  encoder->eval();
+  torch::NoGradGuard no_grad;
+  auto expected = mgd::serialize::load_file(ckpt + ".out").at("output").to_tensor();
+  auto mine = encoder->extract(x).logits;
+  EXPECT_TRUE(torch::allclose(mine, expected, 1e-4, 1e-4)) << (mine - expected).abs().max();
+}
+
 }  // namespace

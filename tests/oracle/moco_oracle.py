@@ -16,6 +16,10 @@ demo's kNN monitor and SplitBatchNorm (colab/moco_cifar10_demo.ipynb), retyped h
   splitbn IN OUT    IN {state (an encoder state_dict), input, splits, arch, dim, mlp}: a
                     torchvision ResNet with one input channel, MoCo's MLP head in place of fc
                     and the demo's SplitBatchNorm, in training mode: OUT {output}.
+  official IN OUT   IN {input, dim}: OUT is a MoCo v2 training checkpoint as main_moco.py
+                    writes it (ResNet-18, one input channel, legacy torch.save, module.
+                    names, optimizer state); OUT.out {output}: its query encoder in
+                    evaluation mode on input.
 """
 import sys
 
@@ -104,9 +108,49 @@ def splitbn(d):
     return {"output": out}
 
 
+def official(d, dst):
+    """MoCo's own training checkpoint, as main_moco.py saves it under DDP: legacy torch.save
+    format, every name under module., the optimizer's state beside; plus what its query
+    encoder computes in evaluation mode on IN["input"] (returned)."""
+    torch.manual_seed(0)
+    dim = int(d["dim"])
+
+    def encoder():
+        net = torchvision.models.resnet18(num_classes=dim)
+        net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        net.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), net.fc)
+        for m in net.modules():  # trained-looking statistics and affines
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.normal_(0, 0.1)
+        return net
+
+    q, k = encoder(), encoder()
+    state = {}
+    for prefix, net in (("module.encoder_q.", q), ("module.encoder_k.", k)):
+        for name, value in net.state_dict().items():
+            state[prefix + name] = value
+    state["module.queue"] = F.normalize(torch.randn(dim, 64), dim=0)
+    state["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
+    # A step of rate 0: the optimizer holds momentum buffers, the weights stay as drawn.
+    optimizer = torch.optim.SGD(q.parameters(), 0.0, momentum=0.9, weight_decay=1e-4)
+    q(torch.randn(2, 1, 32, 32)).sum().backward()
+    optimizer.step()
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": state,
+                "optimizer": optimizer.state_dict()}, dst, _use_new_zipfile_serialization=False)
+    q.eval()
+    with torch.no_grad():
+        return {"output": q(d["input"])}
+
+
 def main():
     command, src, dst = sys.argv[1:4]
     d = torch.load(src)
+    if command == "official":  # writes the checkpoint to dst, the expectation to dst + ".out"
+        torch.save(official(d, dst), dst + ".out")
+        return
     out = {"logits": logits, "momentum": momentum, "enqueue": enqueue, "knn": knn,
            "splitbn": splitbn}[command](d)
     torch.save(out, dst)
