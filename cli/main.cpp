@@ -15,7 +15,9 @@
 #include "mgd/models/registry.h"
 #include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
+#include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
+#include "mgd/tasks/linear.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
 #include "mgd/util/messages.h"
@@ -39,6 +41,12 @@ constexpr const char* kDescription =
     "              `mgd data scenes`)\n"
     "  mgd distill --task detection --arch retinanet_resnet18_fpn \\\n"
     "              --teacher-arch retinanet_resnet50_fpn --teacher-checkpoint T.pth -o runs/d\n"
+    "  mgd train   --task moco --arch resnet18 --moco-k 4096 -o runs/moco   (MoCo v2; kNN\n"
+    "              monitor; MoCo v2's recipe by default)\n"
+    "  mgd distill --task moco --arch resnet18 --teacher-arch resnet50 \\\n"
+    "              --teacher-checkpoint moco_v2_200ep.pth.tar -o runs/moco-mgd\n"
+    "  mgd train   --task linear --arch resnet18 --init-backbone runs/moco/best.pth -o runs/lin\n"
+    "              (the linear protocol: frozen body, MoCo's settings by default)\n"
     "  mgd launch  --nproc-per-node 2 -- train --arch resnet20 ...   (data-parallel; torchrun,\n"
     "              srun and mpirun work too: batch sizes are per process)\n"
     "Every command takes --config FILE.yaml (keys are the long flag names); flags given on\n"
@@ -91,6 +99,24 @@ void print_summary(const mgd::training::RunSummary& s) {
 
 }  // namespace
 
+// The task named by --task in argv, else by the config file's `task` key, else "".
+static std::string find_task(int argc, char** argv, const std::string& config_path) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--task" && i + 1 < argc) return argv[i + 1];
+    if (a.rfind("--task=", 0) == 0) return a.substr(7);
+  }
+  if (config_path.empty()) return "";
+  try {
+    const YAML::Node root = YAML::LoadFile(config_path);
+    if (root.IsMap() && root["task"] && root["task"].IsScalar())
+      return root["task"].as<std::string>();
+  } catch (const YAML::Exception&) {
+    // apply_yaml() reports a bad file
+  }
+  return "";
+}
+
 int main(int argc, char** argv) {
   mgd::install_warning_handler();  // "mgd: warning: ...", no logging banner
   CLI::App app(kDescription, "mgd");
@@ -107,6 +133,7 @@ int main(int argc, char** argv) {
   mgd::cli::add_data_options(tb, train_opts);
   mgd::cli::add_training_options(tb, train_opts);
   mgd::cli::add_detection_options(tb, train_opts);
+  mgd::cli::add_moco_options(tb, train_opts);
   tb.flag("-e,--evaluate", train_opts.evaluate_only,
           "Only evaluate the --init-checkpoint or --resume weights", "evaluate");
 
@@ -119,6 +146,8 @@ int main(int argc, char** argv) {
   mgd::cli::add_training_options(db, distill_opts);
   mgd::cli::add_distillation_options(db, distill_opts);
   mgd::cli::add_detection_options(db, distill_opts);
+  mgd::cli::add_moco_options(db, distill_opts);
+  mgd::cli::add_moco_distillation_options(db, distill_opts);
   db.flag("-e,--evaluate", distill_opts.evaluate_only,
           "Only evaluate the teacher and the student's weights", "evaluate");
 
@@ -129,12 +158,20 @@ int main(int argc, char** argv) {
   eb.add("--checkpoint", eval_opts.init_checkpoint, "Weights to evaluate (mgd or PyTorch)")->required();
   eb.add("--device", eval_opts.device, "cpu, cuda or cuda:N");
   eb.add("--threads", eval_opts.threads, "CPU threads (0: every core)");
-  eb.add("--task", eval_opts.task, "classification or detection")
-      ->check(CLI::IsMember({"classification", "detection"}));
+  eb.add("--task", eval_opts.task,
+         "classification, detection, moco (kNN monitor) or linear (a linear-protocol run)")
+      ->check(CLI::IsMember({"classification", "detection", "moco", "linear"}));
   eb.add("-o,--output-dir", eval_opts.output_dir,
          "Detection: where coco_instances_results.json is written");
   mgd::cli::add_data_options(eb, eval_opts);
   mgd::cli::add_detection_options(eb, eval_opts);
+  mgd::cli::add_moco_options(eb, eval_opts);
+  eb.add("--train-subset", eval_opts.train_subset,
+         "MoCo: the kNN monitor's bank from this many training images (0: all)");
+  eb.add("--seed", eval_opts.seed,
+         "MoCo: the run's seed (it chose the --train-subset images that form the kNN bank)");
+  eb.add("--test-subset", eval_opts.test_subset,
+         "Evaluate on a fixed random subset of this many test images (0: all)");
 
   auto* models = app.add_subcommand("models", "List the model zoo and the reducers");
 
@@ -146,6 +183,13 @@ int main(int argc, char** argv) {
   exporter->add_option("--checkpoint", export_in, "mgd or PyTorch checkpoint to read")->required();
   exporter->add_option("-o,--output", export_out, "state_dict file to write")->required();
   exporter->add_option("--classes", export_classes, "Classes of the network")->capture_default_str();
+  std::string export_task = "classification";
+  exporter
+      ->add_option("--task", export_task,
+                   "classification (the whole network) or moco (a MoCo checkpoint's query "
+                   "encoder body: torchvision names, no fc)")
+      ->check(CLI::IsMember({"classification", "moco"}))
+      ->capture_default_str();
   exporter->add_option("--in-channels", export_channels, "Input channels of the network")
       ->capture_default_str();
 
@@ -186,6 +230,13 @@ int main(int argc, char** argv) {
   // Config first, flags second: CLI11 only writes options given on the command line.
   const std::string config_path = find_config(argc, argv);
   try {
+    // A task's own defaults (MoCo v2's recipe for --task moco) before the config and flags.
+    const std::string task = find_task(argc, argv, config_path);
+    if (!task.empty()) {
+      for (TrainOptions* o : {&train_opts, &distill_opts, &eval_opts}) {
+        mgd::training::apply_task_defaults(*o, task);
+      }
+    }
     if (!config_path.empty()) {
       std::string cmd = argc > 1 ? argv[1] : "";
       if (cmd == "train") tb.apply_yaml(config_path);
@@ -214,6 +265,18 @@ int main(int argc, char** argv) {
     if (exporter->parsed()) {
       auto net = mgd::models::make_model(
           export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+      if (export_task == "moco") {
+        // MoCo's encoder without its projection head, as main_lincls.py loads it into a
+        // torchvision ResNet (strict=False: fc is the classifier still to train).
+        mgd::tasks::load_backbone(export_in, *net);
+        auto state = mgd::serialize::state_dict_value(*net);
+        state.to_dict().erase("fc.weight");
+        state.to_dict().erase("fc.bias");
+        mgd::serialize::save_file(export_out, state);
+        std::cout << "wrote " << export_out << " (" << export_arch
+                  << " body state_dict of the MoCo query encoder, without fc)\n";
+        return 0;
+      }
       mgd::training::load_weights(export_in, *net, export_arch);
       mgd::serialize::save_state_dict(export_out, *net);
       std::cout << "wrote " << export_out << " (" << export_arch << " state_dict)\n";

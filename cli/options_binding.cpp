@@ -288,7 +288,8 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
       ->check(CLI::IsMember({"auto", "frozen_batch", "batch"}))
       ->group("Detection");
   b.add("--init-backbone", o.init_backbone,
-        "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone")
+        "Detection: a classifier's weights (zoo or torchvision ResNet) for the backbone; "
+        "linear: the MoCo checkpoint whose encoder is the frozen body")
       ->group("Detection");
   b.action_flag("--no-student-group-norm",
                 "Detection distillation: keep the student's own norms in each stage's last block "
@@ -300,9 +301,37 @@ void add_detection_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("");
 }
 
+void add_moco_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("--moco-dim", o.moco_dim, "MoCo: output width of the projection head")->group("MoCo");
+  b.add("--moco-k", o.moco_k, "MoCo: queue size (negative keys)")->group("MoCo");
+  b.add("--moco-m", o.moco_m, "MoCo: momentum of the key encoder")->group("MoCo");
+  b.add("--moco-t", o.moco_t, "MoCo: InfoNCE temperature")->group("MoCo");
+  b.custom("--moco-mlp", "MoCo: v2's 2-layer MLP head, true or false (false: v1's linear head)",
+           [&o](const std::string& v) {
+             if (v == "true" || v == "1") o.moco_mlp = true;
+             else if (v == "false" || v == "0") o.moco_mlp = false;
+             else throw std::runtime_error("--moco-mlp expects true or false, got '" + v + "'");
+           })
+      ->group("MoCo");
+  b.add("--moco-bn-splits", o.moco_bn_splits,
+        "MoCo: BatchNorm groups per process (MoCo's per-GPU BatchNorm; the keys are shuffled "
+        "across them)")
+      ->group("MoCo");
+  b.add("--knn-k", o.knn_k, "MoCo: neighbours of the kNN monitor")->group("MoCo");
+  b.add("--knn-t", o.knn_t, "MoCo: temperature of the kNN monitor's vote")->group("MoCo");
+}
+
+void add_moco_distillation_options(OptionBinder& b, training::TrainOptions& o) {
+  b.add("--margins", o.margins,
+        "MoCo + MGD: teacher (margins from the loaded teacher) or reference (the reference's "
+        "constant -sqrt(2/pi), computed before its teacher was loaded)")
+      ->check(CLI::IsMember({"teacher", "reference"}))
+      ->group("MoCo");
+}
+
 void add_run_options(OptionBinder& b, training::TrainOptions& o) {
-  b.add("--task", o.task, "classification or detection")
-      ->check(CLI::IsMember({"classification", "detection"}))
+  b.add("--task", o.task, "classification, detection, moco or linear")
+      ->check(CLI::IsMember({"classification", "detection", "moco", "linear"}))
       ->group("Run");
   b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`)")->group("Run");
   b.add("--seed", o.seed, "Random seed (initialization, shuffling, augmentation)")->group("Run");

@@ -57,5 +57,7 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o);
 void add_distillation_options(OptionBinder& b, training::TrainOptions& o);
 void add_run_options(OptionBinder& b, training::TrainOptions& o);
 void add_detection_options(OptionBinder& b, training::TrainOptions& o);
+void add_moco_options(OptionBinder& b, training::TrainOptions& o);
+void add_moco_distillation_options(OptionBinder& b, training::TrainOptions& o);
 
 }  // namespace mgd::cli

@@ -4,6 +4,7 @@
 
 #include "mgd/data/cifar.h"
 #include "mgd/data/coco.h"
+#include "mgd/data/contrastive.h"
 #include "mgd/data/dataset.h"
 #include "mgd/data/detection.h"
 #include "mgd/data/detection_transforms.h"
@@ -30,6 +31,7 @@
 #include "mgd/margins/margins.h"
 #include "mgd/models/detection/retinanet.h"
 #include "mgd/models/mobilenet.h"
+#include "mgd/models/moco.h"
 #include "mgd/models/norm.h"
 #include "mgd/models/registry.h"
 #include "mgd/models/resnet.h"

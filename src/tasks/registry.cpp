@@ -3,11 +3,13 @@
 
 #include "mgd/tasks/classification.h"
 #include "mgd/tasks/detection.h"
+#include "mgd/tasks/linear.h"
+#include "mgd/tasks/moco.h"
 #include "mgd/training/task.h"
 
 namespace mgd::training {
 
-void apply_task_defaults(TrainOptions& o) {
+void resolve_task_defaults(TrainOptions& o) {
   if (o.task == "detection") {
     // The classification default names no detection data: COCO-format is the detector's.
     if (o.data_format == "fashion-mnist") o.data_format = "coco";
@@ -29,8 +31,10 @@ void apply_task_defaults(TrainOptions& o) {
 std::unique_ptr<Task> make_task(const TrainOptions& options, const TaskContext& context) {
   if (options.task == "classification") return tasks::make_classification_task(options, context);
   if (options.task == "detection") return tasks::make_detection_task(options, context);
+  if (options.task == "moco") return tasks::make_moco_task(options, context);
+  if (options.task == "linear") return tasks::make_linear_task(options, context);
   TORCH_CHECK(false, "Unknown task '", options.task,
-              "' (expected one of: classification, detection)");
+              "' (expected one of: classification, detection, moco, linear)");
 }
 
 }  // namespace mgd::training

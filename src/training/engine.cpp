@@ -173,7 +173,7 @@ std::vector<std::string> run_files_in(const fs::path& dir) {
 class Engine {
  public:
   explicit Engine(TrainOptions options) : o_(std::move(options)) {
-    apply_task_defaults(o_);
+    resolve_task_defaults(o_);
     validate(o_);
     threads_ = set_num_threads(o_.threads);
     keep_freed_memory();  // no page faults on the tensors every step allocates again

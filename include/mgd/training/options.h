@@ -21,8 +21,9 @@ const char* method_name(Method method);
 Method parse_method(const std::string& name);
 
 struct TrainOptions {
-  /// What is learned (tasks/): "classification" (images and labels) or "detection"
-  /// (RetinaNet-FPN on COCO-format data).
+  /// What is learned (tasks/): "classification" (images and labels), "detection"
+  /// (RetinaNet-FPN on COCO-format data), "moco" (MoCo v2 self-supervised; tasks-spec B) or
+  /// "linear" (the linear protocol on a frozen pretrained body).
   std::string task = "classification";
 
   // --- models ---
@@ -122,10 +123,32 @@ struct TrainOptions {
   bool student_group_norm = true;         ///< distilled student: GroupNorm in each stage's last
                                           ///< block (the reference's)
 
+  // --- self-supervised (task "moco"; tasks-spec B). Defaults are MoCo v2's. ---
+  int64_t moco_dim = 128;                 ///< output width of the projection head
+  int64_t moco_k = 65536;                 ///< queue size: negative keys (smaller for small sets)
+  double moco_m = 0.999;                  ///< momentum of the key encoder's update
+  double moco_t = 0.2;                    ///< InfoNCE temperature
+  bool moco_mlp = true;                   ///< MoCo v2's 2-layer MLP head (false: v1's linear)
+  /// BatchNorm groups of each process's batch (shuffled for the keys): MoCo's per-GPU BN of
+  /// 8 GPUs, emulated in one process as its CIFAR demo does. 1: the whole batch is one group.
+  int64_t moco_bn_splits = 8;
+  int64_t knn_k = 200;                    ///< kNN monitor: neighbours that vote
+  double knn_t = 0.1;                     ///< kNN monitor: temperature of the vote weights
+  /// MoCo + MGD: "teacher" (margins from the loaded teacher's BatchNorms) or "reference" (the
+  /// reference's defect: every margin that of a fresh BatchNorm, -sqrt(2/pi)).
+  std::string margins = "teacher";
+
   // --- data-parallel training (spec 8); the world comes from the environment (torchrun,
   // SLURM, Open MPI or `mgd launch`, see mgd/distributed/environment.h). batch_size is per rank.
   double dist_timeout = 300;              ///< seconds a rank waits for the others before failing
   int64_t bucket_mb = 25;                 ///< gradient all-reduce bucket size (MiB)
 };
+
+/// Sets the defaults of `task` in `options` (call before applying a config file and flags,
+/// which then override them): "moco" gets MoCo v2's recipe (batch 256, lr 0.03, cosine
+/// decay, plain momentum SGD, weight decay 1e-4, 200 epochs; with MGD a ResNet-50 teacher and
+/// the reference's logspace matching epochs), "linear" MoCo's linear protocol (batch 256,
+/// lr 30, x0.1 at 60 and 80 of 100 epochs, no weight decay); other tasks keep the struct's.
+void apply_task_defaults(TrainOptions& options, const std::string& task);
 
 }  // namespace mgd::training

@@ -187,8 +187,9 @@ std::string yaml_list(const std::vector<int64_t>& values);
 std::string yaml_list(const std::vector<double>& values);
 
 /// Fills the options left at "the task's default" (loss_factor 0, update_freq 0, ...) with the
-/// values of the task `options.task` names.
-void apply_task_defaults(TrainOptions& options);
+/// values of the task `options.task` names (the engine calls it; presets a user's config then
+/// overrides are apply_task_defaults() in options.h).
+void resolve_task_defaults(TrainOptions& options);
 
 /// The task `options.task` names, built from the options (networks, data, distiller).
 std::unique_ptr<Task> make_task(const TrainOptions& options, const TaskContext& context);
