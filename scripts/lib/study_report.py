@@ -1,8 +1,13 @@
 """The report of scripts/study, from the runs' metrics.jsonl: results.md (a Markdown table of the
 final test top-1 per seed, with the median and the spread per method), results.json (the same
 figures) and accuracy.png (test top-1 per epoch: the median over seeds, the band their range).
+With --metric AP (scripts/study --detection) the same for COCO's AP, into ap.png, with the
+other COCO figures (AP50, AP75, APs, APm, AR100) per run and per method beside it, the teacher
+from its own run (--teacher-run), and whether MGD's median AP beats the student alone's by more
+than the seeds' spread.
 
-usage: study_report.py OUT --methods M... --seeds S...   (OUT/<method>/seed<S>/metrics.jsonl)
+usage: study_report.py OUT [--metric acc1|AP] [--teacher-run DIR] --methods M... --seeds S...
+       (OUT/<method>/seed<S>/metrics.jsonl; DIR relative to OUT)
 """
 import argparse
 import json
@@ -17,13 +22,41 @@ LABELS = {
     "mgd_sm": "MGD-SM",
     "mgd_rd": "MGD-RD",
     "mgd_amp_kd": "MGD-AMP + KD",
+    "mgd_amp_ref": "MGD-AMP, reference tracking",
 }
 
+# What the report says about each metric: the text of results.md, the keys of results.json,
+# the plot's file and axis.
+PROFILES = {
+    "acc1": {
+        "caption": "Final test top-1 (%) on Fashion-MNIST, ResNet-20 student",
+        "teacher_key": "teacher_top1",
+        "final_key": "final_top1",
+        "teacher_label": "teacher (wrn_16_2)",
+        "axis": "test top-1 (%)",
+        "title": "test top-1 per epoch (median over seeds; band: range)",
+        "plot": "accuracy.png",
+    },
+    "AP": {
+        "caption": "Final AP (%, COCO's box protocol) on the synthetic Fashion-MNIST scenes' "
+                   "validation set, RetinaNet-R10-FPN student",
+        "teacher_key": "teacher_AP",
+        "final_key": "final_AP",
+        "teacher_label": "teacher ({arch})",
+        "axis": "AP (%)",
+        "title": "AP per epoch (median over seeds; band: range)",
+        "plot": "ap.png",
+    },
+}
+# Detection's figures reported beside AP, each from the run's last evaluation.
+COCO_FIGURES = ["AP", "AP50", "AP75", "APs", "APm", "AR100"]
 
-def read_run(path):
-    """Per-epoch test top-1 (the last record of each epoch wins, as after a resume), the final
-    top-1 of the summary, the teacher's top-1, and the config's lines."""
-    evals, final, teacher = {}, None, None
+
+def read_run(path, metric="acc1"):
+    """Per-epoch test metric (the last record of each epoch wins, as after a resume), the final
+    one of the summary, the teacher's, every figure of the last evaluation, and the run's wall
+    seconds."""
+    evals, final, teacher, last = {}, None, None, {}
     with open(os.path.join(path, "metrics.jsonl")) as f:
         for line in f:
             line = line.strip()
@@ -32,32 +65,110 @@ def read_run(path):
             rec = json.loads(line)
             kind = rec.get("kind")
             if kind == "eval":
-                evals[int(rec["epoch"])] = float(rec["acc1"])
+                evals[int(rec["epoch"])] = float(rec[metric])
+                if int(rec["epoch"]) >= last.get("epoch", -1):
+                    last = rec
             elif kind == "summary":
-                final = float(rec["final_acc1"])
+                final = float(rec["final_" + metric])
             elif kind == "teacher":
-                teacher = float(rec["acc1"])
+                teacher = float(rec[metric])
     wall = None
     wall_path = os.path.join(path, "wall_seconds")
     if os.path.exists(wall_path):
         with open(wall_path) as f:
             wall = int(f.read().strip() or 0)
-    return {"epochs": evals, "final": final, "teacher": teacher, "wall": wall}
+    arch = None
+    config_path = os.path.join(path, "config.yaml")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            for line in f:
+                if line.startswith("arch: "):
+                    arch = line.split(":", 1)[1].strip()
+    return {"epochs": evals, "final": final, "teacher": teacher, "wall": wall, "last": last,
+            "arch": arch}
+
+
+def fmt_wall(seconds):
+    return "" if seconds is None else f"{seconds:.0f} s"
+
+
+def coco_tables(args, runs, rows, teacher_run, summary):
+    """Detection's further Markdown: every run's COCO figures (the teacher's first), each
+    method's median and spread of them, and the verdict on MGD against the student alone.
+    Adds the figures to summary (results.json)."""
+    hdr = " | ".join(COCO_FIGURES)
+    out = ["Every run's last evaluation (APl: the scenes hold no large objects):", "",
+           f"| run | {hdr} | wall |", "|---" * (len(COCO_FIGURES) + 2) + "|"]
+    if teacher_run is not None:
+        vals = " | ".join(f"{teacher_run['last'].get(k, float('nan')):.2f}" for k in COCO_FIGURES)
+        out.append(f"| teacher ({teacher_run['arch']}) | {vals} | {fmt_wall(teacher_run['wall'])} |")
+        summary["teacher"] = {k: teacher_run["last"].get(k) for k in COCO_FIGURES}
+        summary["teacher"]["wall_seconds"] = teacher_run["wall"]
+    for r in rows:
+        for s in args.seeds:
+            run = runs[(r["method"], s)]
+            vals = " | ".join(f"{run['last'].get(k, float('nan')):.2f}" for k in COCO_FIGURES)
+            out.append(f"| {r['label']}, seed {s} | {vals} | {fmt_wall(run['wall'])} |")
+    out += ["", "Median over seeds (spread: max - min):", "",
+            f"| method | {hdr} |", "|---" * (len(COCO_FIGURES) + 1) + "|"]
+    for r in rows:
+        cells, figures = [], {}
+        for k in COCO_FIGURES:
+            vals = [runs[(r["method"], s)]["last"].get(k, float("nan")) for s in args.seeds]
+            med, spread = statistics.median(vals), max(vals) - min(vals)
+            figures[k] = {"median": med, "spread": spread}
+            cells.append(f"{med:.2f} ({spread:.2f})")
+        r["coco"] = figures
+        out.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    out.append("")
+    by_method = {r["method"]: r for r in rows}
+    verdicts = []
+    if "alone" in by_method:
+        base = by_method["alone"]
+        for m in [m for m in by_method if m.startswith("mgd")]:
+            r = by_method[m]
+            gain = r["median"] - base["median"]
+            spread = max(r["spread"], base["spread"])
+            beats = gain > spread
+            verdicts.append({"method": m, "gain": gain, "spread": spread, "exceeds": beats})
+            out.append(
+                f"{r['label']}: median AP {r['median']:.2f} vs {base['median']:.2f} for the "
+                f"student alone, {gain:+.2f}; the larger of the two seed spreads is {spread:.2f}, "
+                f"so the gain {'EXCEEDS' if beats else 'does NOT exceed'} the seed spread"
+                f"{'' if beats else ' (no evidence over seed noise)'}.")
+            out.append("")
+    summary["verdicts"] = verdicts
+    return "\n".join(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
+    ap.add_argument("--metric", default="acc1", choices=sorted(PROFILES),
+                    help="acc1 (classification) or AP (detection)")
+    ap.add_argument("--teacher-run", default=None,
+                    help="the teacher's own run (relative to OUT): its final metric is the "
+                         "teacher's row (default: the students' teacher evaluations)")
     ap.add_argument("--methods", nargs="+", required=True)
     ap.add_argument("--seeds", nargs="+", required=True)
     args = ap.parse_args()
+    prof = PROFILES[args.metric]
 
     runs, missing = {}, []
+    teacher_run = None
+    if args.teacher_run is not None:
+        d = os.path.join(args.out, args.teacher_run)
+        try:
+            teacher_run = read_run(d, args.metric)
+            if teacher_run["final"] is None:
+                missing.append(f"{d}: unfinished (no summary in metrics.jsonl)")
+        except (OSError, ValueError, KeyError) as e:
+            missing.append(f"{d}: {e}")
     for m in args.methods:
         for s in args.seeds:
             d = os.path.join(args.out, m, "seed" + s)
             try:
-                r = read_run(d)
+                r = read_run(d, args.metric)
             except (OSError, ValueError, KeyError) as e:
                 missing.append(f"{d}: {e}")
                 continue
@@ -69,8 +180,11 @@ def main():
         print("study_report: incomplete study:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 1
 
-    teachers = [r["teacher"] for r in runs.values() if r["teacher"] is not None]
-    teacher = statistics.median(teachers) if teachers else None
+    if teacher_run is not None:
+        teacher = teacher_run["final"]
+    else:
+        teachers = [r["teacher"] for r in runs.values() if r["teacher"] is not None]
+        teacher = statistics.median(teachers) if teachers else None
     base = statistics.median(runs[("alone", s)]["final"] for s in args.seeds) \
         if "alone" in args.methods else None
     rows = []
@@ -81,7 +195,7 @@ def main():
         rows.append({
             "method": m,
             "label": LABELS.get(m, m),
-            "final_top1": dict(zip(args.seeds, finals)),
+            prof["final_key"]: dict(zip(args.seeds, finals)),
             "median": med,
             "min": min(finals),
             "max": max(finals),
@@ -97,21 +211,29 @@ def main():
     ]
     if teacher is not None:
         blank = " | ".join("" for _ in args.seeds)
-        lines.append(f"| teacher (wrn_16_2) | {blank} | {teacher:.2f} | | | |")
+        label = prof["teacher_label"].format(arch=(teacher_run or {}).get("arch"))
+        lines.append(f"| {label} | {blank} | {teacher:.2f} | | | |")
     for r in rows:
-        per_seed = " | ".join(f"{r['final_top1'][s]:.2f}" for s in args.seeds)
+        per_seed = " | ".join(f"{r[prof['final_key']][s]:.2f}" for s in args.seeds)
         gain = "" if r["gain_over_alone"] is None else f"{r['gain_over_alone']:+.2f}"
         wall = "" if r["wall_seconds_mean"] is None else f"{r['wall_seconds_mean']:.0f} s"
         lines.append(f"| {r['label']} | {per_seed} | **{r['median']:.2f}** | {r['spread']:.2f} | "
                      f"{gain} | {wall} |")
     total_wall = sum(r["wall"] or 0 for r in runs.values())
+    n_runs = len(runs)
+    if teacher_run is not None:
+        total_wall += teacher_run["wall"] or 0
+        n_runs += 1
     table = "\n".join(lines) + "\n"
+    summary = {prof["teacher_key"]: teacher, "seeds": args.seeds, "methods": rows,
+               "total_wall_seconds": total_wall}
+    if args.metric == "AP":
+        table += "\n" + coco_tables(args, runs, rows, teacher_run, summary)
     with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write("Final test top-1 (%) on Fashion-MNIST, ResNet-20 student; "
-                f"{len(runs)} runs, {total_wall} s of run wall time in all.\n\n" + table)
+        f.write(f"{prof['caption']}; "
+                f"{n_runs} runs, {total_wall} s of run wall time in all.\n\n" + table)
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"teacher_top1": teacher, "seeds": args.seeds, "methods": rows,
-                   "total_wall_seconds": total_wall}, f, indent=1)
+        json.dump(summary, f, indent=1)
 
     import matplotlib
     matplotlib.use("Agg")
@@ -138,7 +260,7 @@ def main():
         if teacher is not None:
             ax.axhline(teacher, color="gray", ls="--", lw=1, label="teacher")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylabel(prof["axis"])
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     last = max(max(runs[k]["epochs"].keys(), default=1) for k in runs)
@@ -148,11 +270,11 @@ def main():
     if zoom_vals:
         axes[1].set_xlim(first_zoom - 0.2, last + 0.2)
         axes[1].set_ylim(min(zoom_vals) - 0.5, max(zoom_vals) + 0.5)
-    axes[0].set_title("test top-1 per epoch (median over seeds; band: range)")
+    axes[0].set_title(prof["title"])
     axes[1].set_title(f"epochs {first_zoom}-{last}, zoomed")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "accuracy.png"), dpi=110)
+    fig.savefig(os.path.join(args.out, prof["plot"]), dpi=110)
     return 0
 
 
