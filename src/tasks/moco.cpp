@@ -199,7 +199,9 @@ class MoCoTask : public training::Task {
                             .workers(o_.workers)
                             .seed(o_.seed)
                             .max_samples(std::min(o_.tracking_images, plain_train_->size())));
-    training::track_batches(loader, distiller_, ctx_, interruptible, on_error);
+    training::track_batches<data::Batch>(
+        loader, ctx_, interruptible, on_error,
+        [&](const data::Batch& b) { distiller_->track(b.images.to(ctx_.device)); });
   }
 
   serialize::Value state() const override {
