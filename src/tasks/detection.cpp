@@ -153,15 +153,7 @@ class DetectionTask : public training::Task {
                                         : out.taps[i]);
       }
       auto d = distiller_->forward_features(teacher, student);
-      const double scale = 1.0 / static_cast<double>(r.images) / o_.loss_factor;
-      auto distill = d.loss * scale;
-      r.loss = r.loss + distill;
-      r.parts.emplace_back("distill_loss", distill.item<double>());
-      for (size_t i = 0; i < d.position_losses.size(); ++i) {
-        if (!d.position_losses[i].defined()) continue;
-        r.parts.emplace_back("distill_loss_" + std::to_string(i),
-                             d.position_losses[i].item<double>() * scale);
-      }
+      training::add_distillation(r, d, 1.0 / static_cast<double>(r.images) / o_.loss_factor);
     }
     r.parts.emplace_back("loss_cls", losses.loss_cls.item<double>());
     r.parts.emplace_back("loss_box_reg", losses.loss_box_reg.item<double>());

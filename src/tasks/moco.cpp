@@ -151,15 +151,7 @@ class MoCoTask : public training::Task {
         ft = teacher_->extract(im_q);
       }
       auto d = distiller_->forward_features(ft, fq);
-      const double scale = 1.0 / static_cast<double>(r.images) / o_.loss_factor;
-      auto distill = d.loss * scale;
-      r.loss = r.loss + distill;
-      r.parts.emplace_back("distill_loss", distill.item<double>());
-      for (size_t i = 0; i < d.position_losses.size(); ++i) {
-        if (!d.position_losses[i].defined()) continue;
-        r.parts.emplace_back("distill_loss_" + std::to_string(i),
-                             d.position_losses[i].item<double>() * scale);
-      }
+      training::add_distillation(r, d, 1.0 / static_cast<double>(r.images) / o_.loss_factor);
     }
     return r;
   }

@@ -182,6 +182,19 @@ void track_batches(data::BasicLoader<BatchT>& loader, const TaskContext& context
   }
 }
 
+/// Adds MGD's loss to `result`: `distilled`'s loss times `scale` (1 / images / loss factor,
+/// spec 6), with its parts "distill_loss" and "distill_loss_<i>" per distilled position.
+inline void add_distillation(StepResult& result, const DistillOutput& distilled, double scale) {
+  auto distill = distilled.loss * scale;
+  result.loss = result.loss + distill;
+  result.parts.emplace_back("distill_loss", distill.item<double>());
+  for (size_t i = 0; i < distilled.position_losses.size(); ++i) {
+    if (!distilled.position_losses[i].defined()) continue;  // not distilled
+    result.parts.emplace_back("distill_loss_" + std::to_string(i),
+                              distilled.position_losses[i].item<double>() * scale);
+  }
+}
+
 /// "[a, b, c]": a list in config.yaml.
 std::string yaml_list(const std::vector<int64_t>& values);
 std::string yaml_list(const std::vector<double>& values);
