@@ -49,22 +49,20 @@
 // Exit status 1 if a check fails or the Python side cannot run.
 
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench_json.h"
+#include "bench_util.h"
 #include "mgd/models/detection/nms.h"
 #include "mgd/models/detection/retinanet.h"
 #include "mgd/serialize/checkpoint.h"
@@ -76,12 +74,16 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mgd::bench::Clock;
+using mgd::bench::kNoTarget;
+using mgd::bench::median;
+using mgd::bench::peak_rss_mib;
+using mgd::bench::run_alternately;
+using mgd::bench::seconds_since;
 using Entry = mgd::bench::Figure;
 namespace det = mgd::detection;
 namespace ser = mgd::serialize;
 
-const double kNoTarget = std::numeric_limits<double>::quiet_NaN();
 constexpr double kNmsTarget = 1.0, kStepTarget = 1.1;
 constexpr double kIou = 0.5;
 constexpr double kCanvas = 1024.0;
@@ -101,22 +103,6 @@ struct Settings {
   std::string only_case, json;
 };
 
-double median(std::vector<double> x) {
-  std::sort(x.begin(), x.end());
-  const size_t n = x.size();
-  return n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double peak_rss_mib() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
-}
-
 double relative_difference(double a, double b) {
   return std::abs(a - b) / std::max(std::abs(b), 1e-12);
 }
@@ -134,18 +120,6 @@ std::vector<T> split_list(const std::string& s, T (*parse)(const std::string&)) 
 
 std::string arch_of(const std::string& net) {
   return net == "r18" ? "resnet18" : net == "r50" ? "resnet50" : "";
-}
-
-// Repetition `rep` (negative: warm-up) runs C++ then Python, the next Python then C++.
-template <class Cpp, class Py>
-void run_alternately(int rep, Cpp&& run_cpp, Py&& run_py) {
-  if (((rep % 2) + 2) % 2 == 0) {
-    run_cpp();
-    run_py();
-  } else {
-    run_py();
-    run_cpp();
-  }
 }
 
 // bench/python/detection.py served over a pipe: every answer is "ok NUMBERS..." or an error.

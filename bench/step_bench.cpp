@@ -43,19 +43,16 @@
 // Exit status 1 if a step fails or the Python side cannot run.
 
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -63,6 +60,7 @@
 #include <vector>
 
 #include "bench_json.h"
+#include "bench_util.h"
 #include "mgd/distiller/distiller.h"
 #include "support/python_server.h"
 #include "mgd/models/registry.h"
@@ -72,7 +70,12 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mgd::bench::Clock;
+using mgd::bench::kNoTarget;
+using mgd::bench::median;
+using mgd::bench::peak_rss_mib;
+using mgd::bench::run_alternately;
+using mgd::bench::seconds_since;
 constexpr double kLossFactor = 1e4;  // the engine's default (spec 6)
 // Small: random networks give large losses; the cost of a step does not depend on it.
 constexpr double kLearningRate = 1e-4;
@@ -96,22 +99,6 @@ const Pair* find_pair(const std::string& name) {
     if (p.name == name) return &p;
   }
   return nullptr;
-}
-
-double median(std::vector<double> x) {
-  std::sort(x.begin(), x.end());
-  const size_t n = x.size();
-  return n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double peak_rss_mib() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: kilobytes
 }
 
 int64_t parameter_count(torch::nn::Module& m) {
@@ -221,18 +208,6 @@ class Case {
 
 using Entry = mgd::bench::Figure;
 
-// Repetition `rep` (-1 for the warm-up) runs C++ then Python, the next Python then C++.
-template <class Cpp, class Py>
-void run_alternately(int rep, Cpp&& run_cpp, Py&& run_py) {
-  if (((rep % 2) + 2) % 2 == 0) {
-    run_cpp();
-    run_py();
-  } else {
-    run_py();
-    run_cpp();
-  }
-}  // target NaN: none
-
 struct Settings {
   int reps = 5, warmup = 2, threads = 2, matching_reps = 3;
   int64_t tracking_images = 320;
@@ -250,8 +225,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
   }
   return parts;
 }
-
-const double kNoTarget = std::numeric_limits<double>::quiet_NaN();
 
 // Steps of `kinds` for one pair, C++ and Python alternating. Returns medians in seconds; with
 // `own_med`, also the medians of a second round of C++ steps alone (the kinds alternating with

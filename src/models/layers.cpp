@@ -46,6 +46,19 @@ std::pair<torch::Tensor, torch::Tensor> Norm::affine() const {
   return {group_->weight, group_->bias};
 }
 
+torch::Tensor conv_forward(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  const auto& o = conv->options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  TORCH_CHECK(
+      padding != nullptr && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()),
+      "conv_forward: expected a Conv2d with numeric zero padding");
+  const auto& w = conv->weight;
+  torch::ExpandingArray<2> dilation = o.dilation();
+  if (x.device().is_cpu() && w.size(2) == 1 && w.size(3) == 1)
+    dilation = torch::ExpandingArray<2>(2);
+  return torch::conv2d(x, w, conv->bias, o.stride(), *padding, dilation, o.groups());
+}
+
 bool is_norm_kind(const std::string& kind) {
   return kind == "batch" || kind == "frozen_batch";
 }

@@ -31,11 +31,13 @@ ResidualBlockImpl::ResidualBlockImpl(int64_t in, int64_t planes, int64_t stride,
   }
 }
 
+// In-place ReLUs and sum: no norm's backward reads its output. conv_forward: the 1x1 convs on
+// oneDNN at any thread count.
 torch::Tensor ResidualBlockImpl::forward_pre(const torch::Tensor& x) {
-  auto out = torch::relu(bn1_(conv1_(x)));
-  out = bn2_(conv2_(out));
-  if (bottleneck_) out = bn3_(conv3_(torch::relu(out)));
-  return out + (down_conv_ ? down_bn_(down_conv_(x)) : x);
+  auto out = bn1_(conv_forward(conv1_, x)).relu_();
+  out = bn2_(conv_forward(conv2_, out));
+  if (bottleneck_) out = bn3_(conv_forward(conv3_, torch::relu_(out)));
+  return out.add_(down_conv_ ? down_bn_(conv_forward(down_conv_, x)) : x);
 }
 
 }  // namespace detail
@@ -98,13 +100,14 @@ Features ResNetImpl::extract(const torch::Tensor& input) {
               "ResNet: expected a batch of ", conv1_->options.in_channels(),
               "-channel images (B x C x H x W), got ", input.sizes());
   Features f;
-  auto x = torch::relu(bn1_(conv1_(input)));
+  auto x = bn1_(detail::conv_forward(conv1_, input)).relu_();
   if (config_.imagenet_stem) x = torch::max_pool2d(x, 3, 2, 1);
   for (auto& stage : stages_) {
     torch::Tensor pre;
-    for (auto& block : stage) {
-      pre = block->forward_pre(x);
-      x = torch::relu(pre);
+    for (size_t b = 0; b < stage.size(); ++b) {
+      pre = stage[b]->forward_pre(x);
+      // Only a stage's last pre-ReLU output is kept (a tap); the others ReLU in place.
+      x = b + 1 < stage.size() ? torch::relu_(pre) : torch::relu(pre);
     }
     f.pre_relu.push_back(pre);
     f.post_relu.push_back(x);

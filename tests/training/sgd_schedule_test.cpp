@@ -17,7 +17,8 @@ TEST(SGD, MatchesLibTorchSGD) {
   auto a = torch::randn({5, 3}, torch::requires_grad());
   auto b = a.detach().clone().requires_grad_(true);
   mgd::training::SGD ours({a}, mgd::training::SGDOptions(0.05).momentum(0.9).weight_decay(1e-2));
-  torch::optim::SGD theirs({b}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(1e-2).nesterov(true));
+  torch::optim::SGD theirs(
+      {b}, torch::optim::SGDOptions(0.05).momentum(0.9).weight_decay(1e-2).nesterov(true));
   for (int step = 0; step < 6; ++step) {
     if (step == 3) {
       ours.set_lr(0.01);
@@ -33,6 +34,48 @@ TEST(SGD, MatchesLibTorchSGD) {
   }
   EXPECT_TRUE(ours.momentum_buffers()[0].defined());
   EXPECT_THROW(mgd::training::SGD({a}, mgd::training::SGDOptions(-1)), c10::Error);
+}
+
+TEST(SGD, OnePassAndTensorOpsAgree) {
+  // Float parameters update in one pass (several threads' chunks for the large one); a
+  // non-contiguous parameter and a double one take the tensor ops. All match LibTorch's SGD.
+  torch::manual_seed(1);
+  std::vector<torch::Tensor> ours_p = {torch::randn({300, 400}), torch::randn({7, 3}).t(),
+                                       torch::randn({4, 5}, torch::kDouble), torch::randn({9})};
+  std::vector<torch::Tensor> theirs_p;
+  for (auto& p : ours_p) {
+    p.requires_grad_(true);
+    theirs_p.push_back(p.detach().clone().requires_grad_(true));
+  }
+  EXPECT_FALSE(ours_p[1].is_contiguous());
+  mgd::training::SGD ours(ours_p, mgd::training::SGDOptions(0.02));
+  torch::optim::SGD theirs(
+      theirs_p, torch::optim::SGDOptions(0.02).momentum(0.9).weight_decay(1e-4).nesterov(true));
+  const int previous = torch::get_num_threads();
+  torch::set_num_threads(2);
+  for (int step = 0; step < 4; ++step) {
+    ours.zero_grad();
+    theirs.zero_grad();
+    for (auto* params : {&ours_p, &theirs_p}) {
+      auto loss = torch::zeros({}, torch::kDouble);
+      for (auto& p : *params) loss = loss + (p.sin() * p).sum().to(torch::kDouble);
+      loss.backward();
+    }
+    ours.step();
+    theirs.step();
+    for (size_t i = 0; i < ours_p.size(); ++i) {
+      ASSERT_TRUE(torch::allclose(ours_p[i], theirs_p[i], 1e-6, 1e-7))
+          << "step " << step << " " << i;
+    }
+  }
+  torch::set_num_threads(previous);
+  // Without momentum or weight decay: p -= lr * grad.
+  auto q = torch::ones({3}, torch::requires_grad());
+  mgd::training::SGD plain(
+      {q}, mgd::training::SGDOptions(0.5).momentum(0).weight_decay(0).nesterov(false));
+  (q * torch::tensor({1.0f, 2.0f, 4.0f})).sum().backward();
+  plain.step();
+  EXPECT_TRUE(torch::equal(q, torch::tensor({0.5f, 0.0f, -1.0f})));
 }
 
 TEST(LrSchedule, MultiStepWithWarmup) {

@@ -46,6 +46,15 @@ class Norm {
   torch::nn::GroupNorm group_{nullptr};
 };
 
+/// conv(x), the same result as the module's forward. On the CPU a 1x1 convolution runs with
+/// dilation 2, which for a 1x1 kernel computes exactly the same thing: ATen 1.13 sends an
+/// undilated 1x1 stride-1 convolution of fewer than 16 images at one thread to its im2col +
+/// BLAS path, forward and backward, several times slower than oneDNN with a reference BLAS
+/// (Debian's default libblas: a ResNet-50 detector's step 3-4x slower); a dilated one always
+/// goes to oneDNN, to the same 1x1 kernel as at two threads. Only numeric zero padding (every
+/// zoo conv).
+torch::Tensor conv_forward(const torch::nn::Conv2d& conv, const torch::Tensor& x);
+
 /// The normalization kinds Norm accepts for a whole network (GroupNorm needs a group count).
 bool is_norm_kind(const std::string& kind);
 

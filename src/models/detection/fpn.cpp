@@ -68,15 +68,16 @@ std::vector<torch::Tensor> FeaturePyramidNetworkImpl::forward(
   }
   const int64_t n = static_cast<int64_t>(features.size());
   std::vector<torch::Tensor> out(n);
-  auto last_inner = inner_[n - 1](features[n - 1]);
+  // models::detail::conv_forward: the 1x1 laterals on oneDNN at any thread count.
+  auto last_inner = models::detail::conv_forward(inner_[n - 1], features[n - 1]);
   out[n - 1] = layer_[n - 1](last_inner);
   for (int64_t i = n - 2; i >= 0; --i) {
-    auto lateral = inner_[i](features[i]);
+    auto lateral = models::detail::conv_forward(inner_[i], features[i]);
     auto top_down = torch::nn::functional::interpolate(
         last_inner, torch::nn::functional::InterpolateFuncOptions()
                         .size(std::vector<int64_t>{lateral.size(2), lateral.size(3)})
                         .mode(torch::kNearest));
-    last_inner = lateral + top_down;
+    last_inner = lateral.add_(top_down);  // the conv's backward does not read its output
     out[i] = layer_[i](last_inner);
   }
   if (p6_) {

@@ -142,9 +142,13 @@ RetinaNetLosses retinanet_losses(const torch::Tensor& cls_logits,
   std::vector<torch::Tensor> cls_losses, box_losses;
   std::vector<torch::Tensor> valid_logits, valid_targets, fg_deltas, fg_targets;
   int64_t total_foreground = 0;
+  // One image at a time through unbind, not indexing: the backward pass then stacks the
+  // images' gradients once instead of summing one zero-padded full-batch gradient per image.
+  const auto logits_per_image = cls_logits.unbind(0);
+  const auto deltas_per_image = box_regression.unbind(0);
   for (int64_t i = 0; i < batch; ++i) {
     const auto& m = matched[i];
-    const auto logits = cls_logits[i];
+    const auto& logits = logits_per_image[i];
     const auto fg = torch::where(m >= 0)[0];
     const int64_t num_fg = fg.size(0);
     total_foreground += num_fg;
@@ -162,7 +166,7 @@ RetinaNetLosses retinanet_losses(const torch::Tensor& cls_logits,
     const auto box_target =
         box_coder.encode(boxes.index_select(0, gt).to(box_regression.scalar_type()),
                          anchors_fg.to(box_regression.scalar_type()));
-    const auto deltas = box_regression[i].index_select(0, fg);
+    const auto deltas = deltas_per_image[i].index_select(0, fg);
     if (style == "torchvision") {
       const double divisor = static_cast<double>(std::max<int64_t>(1, num_fg));
       cls_losses.push_back(sigmoid_focal_loss(logits_v, target_v, options.focal_alpha(),

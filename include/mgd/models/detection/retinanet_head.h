@@ -12,6 +12,11 @@
 // x 4), anchor index ((y * W) + x) * A + a, i.e. the conv's (A * K) channels viewed as A x K
 // and moved last. Parameter names are torchvision 0.14's: conv.<i>.0.{weight,bias},
 // cls_logits.*, bbox_reg.*.
+//
+// The smallest levels (RetinaNetHeadOptions::packed_level_area) go through the towers together,
+// side by side in one map with zero gaps: the same outputs and gradients as one convolution per
+// level, for fewer, larger convolutions (on the CPU a convolution's backward pass has a large
+// fixed cost).
 #pragma once
 
 #include <torch/arg.h>
@@ -38,9 +43,34 @@ struct RetinaNetHeadOptions {
   TORCH_ARG(int64_t, num_convs) = 4;
   /// The initial foreground probability of every anchor (sets the classifier's bias).
   TORCH_ARG(double, prior_probability) = 0.01;
+  /// Levels of at most this many locations (H x W), the last ones, go through each conv
+  /// together: side by side in one zero-separated map (zero again after every conv), which
+  /// computes exactly what one conv per level does, with one weight gradient instead of one
+  /// per level (oneDNN's backward pass of a 256-channel 3x3 conv costs milliseconds however
+  /// small the map). 0: one conv per level.
+  TORCH_ARG(int64_t, packed_level_area) = 16;
 };
 
 namespace detail {
+
+/// Where the small levels sit in the map they share (pack_small_levels).
+struct LevelPacking {
+  struct Place {
+    int64_t y, x, h, w;
+  };
+  int64_t first = 0;  ///< levels [first, L) are packed, in order; first == L: none
+  int64_t height = 0, width = 0;
+  std::vector<Place> places;  ///< one per packed level
+  torch::Tensor mask;         ///< 1 x 1 x height x width: 1 on the levels, 0 in the gaps
+};
+
+/// The trailing levels of at most `max_area` locations, when there are two or more, in columns
+/// with one zero row or column between any two levels.
+LevelPacking pack_small_levels(const std::vector<torch::Tensor>& features, int64_t max_area);
+
+/// The packed levels copied into one zero B x C x height x width map.
+torch::Tensor pack(const std::vector<torch::Tensor>& features, const LevelPacking& packing);
+
 /// A tower of 3x3 convs + ReLU and a 3x3 predictor of `per_anchor` values per anchor,
 /// registered as conv.<i>.0 and `predictor_name`.
 class RetinaNetTowerImpl : public torch::nn::Module {
@@ -51,7 +81,7 @@ class RetinaNetTowerImpl : public torch::nn::Module {
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& features);
 
  private:
-  int64_t per_anchor_;
+  int64_t per_anchor_, packed_level_area_;
   std::vector<torch::nn::Conv2d> convs_;
   torch::nn::Conv2d predictor_{nullptr};
 };
