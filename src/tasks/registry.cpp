@@ -10,6 +10,7 @@
 namespace mgd::training {
 
 void resolve_task_defaults(TrainOptions& o) {
+  if (o.sgd_update == "auto") o.sgd_update = o.task == "detection" ? "one-pass" : "tensor-ops";
   if (o.task == "detection") {
     // The classification default names no detection data: COCO-format is the detector's.
     if (o.data_format == "fashion-mnist") o.data_format = "coco";

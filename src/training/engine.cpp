@@ -122,6 +122,8 @@ void validate(const TrainOptions& o) {
               "not both");
   TORCH_CHECK(std::isfinite(o.warmup_factor) && o.warmup_factor >= 0 && o.warmup_factor <= 1,
               "Invalid warm-up factor: ", o.warmup_factor, " (expected in [0, 1])");
+  TORCH_CHECK(o.sgd_update == "auto" || o.sgd_update == "one-pass" || o.sgd_update == "tensor-ops",
+              "Invalid SGD update '", o.sgd_update, "' (expected auto, one-pass or tensor-ops)");
   TORCH_CHECK(o.update_iters >= 0, "Invalid update interval: ", o.update_iters,
               " (iterations, >= 1; 0: none)");
   for (int64_t s : o.update_steps) {
@@ -280,8 +282,10 @@ std::string Engine::config_text() const {
     << "lr: " << o_.lr << "\n"
     << "momentum: " << o_.momentum << "\n"
     << "weight_decay: " << o_.weight_decay << "\n"
-    << "nesterov: " << flag(o_.nesterov) << "\n"
-    << "lr_schedule: " << o_.lr_schedule << "\n"
+    << "nesterov: " << flag(o_.nesterov) << "\n";
+  // Only when not the tensor ops, so classification's config text is what it always was.
+  if (o_.sgd_update != "tensor-ops") s << "sgd_update: " << o_.sgd_update << "\n";
+  s << "lr_schedule: " << o_.lr_schedule << "\n"
     << "lr_drop_epochs: " << list(o_.lr_drop_epochs) << "\n"
     << "lr_drop_ratio: " << o_.lr_drop_ratio << "\n"
     << "warmup_epochs: " << o_.warmup_epochs << "\n";
@@ -454,7 +458,8 @@ RunSummary Engine::train() {
   sgd_ = std::make_unique<SGD>(params, SGDOptions(o_.lr)
                                            .momentum(o_.momentum)
                                            .weight_decay(o_.weight_decay)
-                                           .nesterov(o_.nesterov));
+                                           .nesterov(o_.nesterov)
+                                           .one_pass(o_.sgd_update == "one-pass"));
   if (!o_.resume.empty()) {
     torch::nn::Module* d = distiller_ ? distiller_.ptr().get() : nullptr;
     auto restored = load_checkpoint(o_.resume, task_->network(), d, &sgd_->momentum_buffers());

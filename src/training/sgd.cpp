@@ -96,7 +96,7 @@ void SGD::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i];
     if (!p.grad().defined()) continue;
-    if (step_in_one_pass(p, p.grad(), buffers_[i], options_)) continue;
+    if (options_.one_pass() && step_in_one_pass(p, p.grad(), buffers_[i], options_)) continue;
     auto d = p.grad();
     if (wd != 0) d = d.add(p, wd);
     if (momentum != 0) {

@@ -48,6 +48,10 @@ struct TrainOptions {
   double momentum = 0.9;
   double weight_decay = 1e-4;
   bool nesterov = true;
+  /// SGD's update: "one-pass" (one loop over each float parameter, its gradient and momentum;
+  /// faster, its own float rounding), "tensor-ops" (LibTorch's ops, the rounding of every
+  /// earlier mgd release) or "auto": the task's default (detection one-pass, else tensor-ops).
+  std::string sgd_update = "auto";
   std::string lr_schedule = "step";       ///< "step" (multi-step) or "cosine"
   std::vector<int64_t> lr_drop_epochs;    ///< multi-step: epochs where lr *= lr_drop_ratio
   double lr_drop_ratio = 0.1;

@@ -25,6 +25,11 @@ struct SGDOptions {
   TORCH_ARG(double, weight_decay) = 1e-4;
   /// Nesterov momentum (spec 7: on).
   TORCH_ARG(bool, nesterov) = true;
+  /// Float32 CPU parameters updated in one pass over parameter, gradient and momentum buffer
+  /// (like torch.optim.SGD(fused=True)): the same update with a different float rounding
+  /// than the tensor ops' (no fused multiply-adds), so off where results must reproduce
+  /// earlier runs bit for bit. Other parameters always take the tensor ops.
+  TORCH_ARG(bool, one_pass) = false;
 };
 
 class SGD {
