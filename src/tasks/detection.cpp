@@ -143,7 +143,7 @@ class DetectionTask : public training::Task {
       Features teacher;
       {
         torch::NoGradGuard no_grad;
-        teacher = teacher_->extract(images);
+        teacher = teacher_->extract(images, distill_levels_);
       }
       Features student;
       student.pre_relu = out.taps;
@@ -198,7 +198,8 @@ class DetectionTask : public training::Task {
           auto images = b.images.to(ctx_.device);
           const bool student_training = student_->is_training();
           student_->eval();
-          Features teacher = teacher_->extract(images), student = student_->extract(images);
+          Features teacher = teacher_->extract(images, distill_levels_),
+                   student = student_->extract(images, distill_levels_);
           student_->train(student_training);
           if (exclude_padding) {
             const int64_t h = images.size(2), w = images.size(3);
@@ -266,6 +267,9 @@ class DetectionTask : public training::Task {
   std::shared_ptr<data::CocoDataset> train_set_, val_set_, tracking_set_;
   detection::RetinaNet student_{nullptr}, teacher_{nullptr};
   Distiller distiller_{nullptr};
+  /// Whether an FPN level is distilled: if not, the teacher's FPN never runs (nor the
+  /// student's in tracking passes).
+  bool distill_levels_ = false;
   std::unique_ptr<data::DetectionLoader> loader_;
   data::DetectionBatch batch_;
   int64_t images_ = 0;
@@ -391,6 +395,7 @@ void DetectionTask::build_models() {
                                .group_norm(group)
                                .shave(o_.shave == "best" ? ShaveRule::kBest : ShaveRule::kFirst));
     distiller_->to(ctx_.device);
+    for (int64_t i : distiller_->guided_positions()) distill_levels_ = distill_levels_ || i >= stages;
   } else {
     student_->to(ctx_.device);
   }

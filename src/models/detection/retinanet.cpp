@@ -113,8 +113,13 @@ DetectorOutput RetinaNetImpl::forward(const torch::Tensor& images) {
   return out;
 }
 
-Features RetinaNetImpl::extract(const torch::Tensor& images) {
+Features RetinaNetImpl::extract(const torch::Tensor& images, bool levels) {
   auto features = body->extract(images);
+  if (!levels) {
+    features.pre_relu.resize(features.pre_relu.size() + static_cast<size_t>(fpn->num_levels()));
+    features.post_relu.resize(features.post_relu.size() + static_cast<size_t>(fpn->num_levels()));
+    return features;
+  }
   std::vector<torch::Tensor> fpn_in;
   for (int64_t s : returned_stages_) fpn_in.push_back(features.post_relu[s - 1]);
   for (auto& p : fpn(fpn_in)) {

@@ -536,6 +536,22 @@ TEST(RetinaNet, TapsChannelsAndAffines) {
   auto again = net->fpn->forward(
       {torch::relu(out.taps[1]), torch::relu(out.taps[2]), torch::relu(out.taps[3])});
   for (size_t l = 0; l < 5; ++l) EXPECT_TRUE(torch::equal(again[l], out.taps[4 + l])) << l;
+  // extract(x, false), what a distiller that ignores P3-P7 needs: the same stage maps, the
+  // FPN's positions undefined.
+  auto all = net->extract(x), stages = net->extract(x, /*levels=*/false);
+  ASSERT_EQ(all.pre_relu.size(), 9u);
+  ASSERT_EQ(stages.pre_relu.size(), 9u);
+  ASSERT_EQ(stages.post_relu.size(), 9u);
+  for (size_t i = 0; i < 9; ++i) {
+    if (i < 4) {
+      EXPECT_TRUE(torch::equal(stages.pre_relu[i], out.taps[i])) << i;
+      EXPECT_TRUE(torch::equal(stages.post_relu[i], torch::relu(out.taps[i]))) << i;
+    } else {
+      EXPECT_TRUE(torch::equal(all.pre_relu[i], out.taps[i])) << i;
+      EXPECT_FALSE(stages.pre_relu[i].defined()) << i;
+      EXPECT_FALSE(stages.post_relu[i].defined()) << i;
+    }
+  }
   // The affines are the last norm's buffers of each stage (bn2 of the last basic block).
   const auto affines = net->tap_affines();
   ASSERT_EQ(affines.size(), 9u);

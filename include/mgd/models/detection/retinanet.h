@@ -130,7 +130,10 @@ class RetinaNetImpl : public FeatureNetImpl {
 
   /// The taps without the heads: pre_relu = the taps, post_relu = the ReLU'd stage maps (what
   /// the FPN receives) and the FPN levels as they are; logits undefined.
-  Features extract(const torch::Tensor& images) override;
+  Features extract(const torch::Tensor& images) override { return extract(images, true); }
+  /// With levels false, the body alone: the FPN's positions are undefined tensors (what a
+  /// distiller that ignores them needs; a frozen teacher's FPN is 15-20% of its forward).
+  Features extract(const torch::Tensor& images, bool levels);
   std::vector<NormAffine> feature_affines() override { return tap_affines(); }
   std::vector<int64_t> feature_channels() override { return tap_channels(); }
 
