@@ -160,6 +160,8 @@ TEST_F(DetectionDistill, ReferenceScheduleLossScaleAndBitExactResumeAfterSigkill
   const auto config = read(reference + "/config.yaml");
   EXPECT_NE(config.find("loss_factor: 50000000"), std::string::npos) << config;
   EXPECT_NE(config.find("tracking_padding: exclude"), std::string::npos) << config;
+  // Detection's default update (resumed bit-exactly below like any other state).
+  EXPECT_NE(config.find("sgd_update: one-pass"), std::string::npos) << config;
   EXPECT_NE(config.find("update_fractions: [0, 0.055555555555555552"), std::string::npos) << config;
 
   // Killed once step 5 is saved (after the matchings of steps 1, 2, 4), resumed.
