@@ -67,17 +67,84 @@ void adjust_saturation(Image& image, double factor) {
   }
 }
 
+namespace {
+
+// PIL's "HSV" mode of an RGB pixel, 8 bits per component (libImaging's rgb2hsv, which
+// follows colorsys: float arithmetic with double constants, truncated to bytes).
+void rgb_to_hsv(const uint8_t* rgb, uint8_t* hsv) {
+  const uint8_t r = rgb[0], g = rgb[1], b = rgb[2];
+  const uint8_t maxc = std::max({r, g, b}), minc = std::min({r, g, b});
+  hsv[2] = maxc;
+  if (minc == maxc) {
+    hsv[0] = hsv[1] = 0;
+    return;
+  }
+  const float range = static_cast<float>(maxc - minc);
+  const float sat = range / static_cast<float>(maxc);
+  const float rc = static_cast<float>(maxc - r) / range;
+  const float gc = static_cast<float>(maxc - g) / range;
+  const float bc = static_cast<float>(maxc - b) / range;
+  float h = r == maxc ? bc - gc
+            : g == maxc ? static_cast<float>(2.0 + rc - bc)
+                        : static_cast<float>(4.0 + gc - rc);
+  h = static_cast<float>(std::fmod(h / 6.0 + 1.0, 1.0));
+  hsv[0] = static_cast<uint8_t>(std::clamp(static_cast<int>(h * 255.0), 0, 255));
+  hsv[1] = static_cast<uint8_t>(std::clamp(static_cast<int>(sat * 255.0), 0, 255));
+}
+
+// And back (libImaging's hsv2rgb).
+void hsv_to_rgb(const uint8_t* hsv, uint8_t* rgb) {
+  const uint8_t h = hsv[0], s = hsv[1], v = hsv[2];
+  if (s == 0) {
+    rgb[0] = rgb[1] = rgb[2] = v;
+    return;
+  }
+  const int i = static_cast<int>(std::floor(static_cast<float>(h) * 6.0 / 255.0));
+  const float f = static_cast<float>(static_cast<float>(h) * 6.0 / 255.0 - static_cast<float>(i));
+  const float fs = static_cast<float>(static_cast<float>(s) / 255.0);
+  const auto byte = [](double x) {
+    return static_cast<uint8_t>(std::clamp(static_cast<int>(std::round(x)), 0, 255));
+  };
+  const uint8_t p = byte(static_cast<float>(v) * (1.0 - fs));
+  const uint8_t q = byte(static_cast<float>(v) * (1.0 - fs * f));
+  const uint8_t t = byte(static_cast<float>(v) * (1.0 - fs * (1.0 - f)));
+  const uint8_t out[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+  std::copy(out[i % 6], out[i % 6] + 3, rgb);
+}
+
+}  // namespace
+
+void adjust_hue(Image& image, double factor) {
+  TORCH_CHECK(factor >= -0.5 && factor <= 0.5, "adjust_hue: factor ", factor,
+              " outside [-0.5, 0.5]");
+  if (image.channels != 3) return;
+  // torchvision's PIL path: H += uint8(factor * 255), truncated toward zero, wrapping.
+  const auto shift = static_cast<uint8_t>(static_cast<int>(factor * 255.0) & 0xff);
+  const int64_t pixels = image.height * image.width;
+  for (int64_t i = 0; i < pixels; ++i) {
+    uint8_t* p = image.data.data() + i * 3;
+    uint8_t hsv[3];
+    rgb_to_hsv(p, hsv);
+    hsv[0] = static_cast<uint8_t>(hsv[0] + shift);
+    hsv_to_rgb(hsv, p);
+  }
+}
+
 ColorJitter::ColorJitter(ColorJitterOptions options) : options_(options) {
   for (double v : {options.brightness(), options.contrast(), options.saturation()}) {
     TORCH_CHECK(v >= 0 && std::isfinite(v), "ColorJitter: invalid strength ", v,
                 " (expected >= 0)");
   }
+  TORCH_CHECK(options.hue() >= 0 && options.hue() <= 0.5, "ColorJitter: invalid hue strength ",
+              options.hue(), " (expected in [0, 0.5])");
 }
 
 void ColorJitter::apply(Image& image, Rng& rng) const {
   // As torchvision: the order of the adjustments is a random permutation, then each one's
-  // factor is drawn when it is applied.
-  const auto order = random_permutation(3, rng);
+  // factor is drawn when it is applied. Hue joins the permutation only where it applies (a
+  // three-channel image, hue > 0), so one-channel pipelines draw what they always drew.
+  const bool hue = options_.hue() > 0 && image.channels == 3;
+  const auto order = random_permutation(hue ? 4 : 3, rng);
   for (int64_t op : order) {
     if (op == 0 && options_.brightness() > 0) {
       adjust_brightness(image, draw_factor(options_.brightness(), rng));
@@ -85,6 +152,8 @@ void ColorJitter::apply(Image& image, Rng& rng) const {
       adjust_contrast(image, draw_factor(options_.contrast(), rng));
     } else if (op == 2 && options_.saturation() > 0 && image.channels == 3) {
       adjust_saturation(image, draw_factor(options_.saturation(), rng));
+    } else if (op == 3) {
+      adjust_hue(image, rng.uniform(-options_.hue(), options_.hue()));
     }
   }
 }
@@ -172,7 +241,9 @@ Compose moco_v2_transform(const std::string& format, int64_t channels, int64_t s
   steps.push_back(
       std::make_shared<RandomResizedCrop>(RandomResizedCropOptions(size).scale({0.2, 1.0})));
   steps.push_back(std::make_shared<RandomApply>(
-      std::make_shared<ColorJitter>(ColorJitterOptions().saturation(channels == 3 ? 0.4 : 0.0)),
+      std::make_shared<ColorJitter>(ColorJitterOptions()
+                                        .saturation(channels == 3 ? 0.4 : 0.0)
+                                        .hue(channels == 3 ? 0.1 : 0.0)),
       0.8));
   if (channels == 3) steps.push_back(std::make_shared<RandomGrayscale>(0.2));
   const double scale = static_cast<double>(size) / 224.0;

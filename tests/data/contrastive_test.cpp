@@ -4,9 +4,18 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "data/data_testing.h"
+#include "support/temp_dir.h"
+
 namespace {
 
 using namespace mgd::data;
+namespace dt = mgd::data_testing;
 
 Image gray(std::vector<uint8_t> values, int64_t h, int64_t w) {
   Image im(h, w, 1);
@@ -23,6 +32,52 @@ TEST(ContrastiveColor, BrightnessAndContrastHandSolved) {
   EXPECT_EQ(im.data, (std::vector<uint8_t>{50, 100, 150, 100}));
   adjust_contrast(im, 1.0);
   EXPECT_EQ(im.data, (std::vector<uint8_t>{50, 100, 150, 100}));
+}
+
+TEST(ContrastiveColor, HueEqualsTorchvisionsAdjustHueOnPilImagesBitForBit) {
+  MGD_REQUIRE_ORACLE();
+  // Every kind of pixel: random colours, grays (no hue), pure and near-pure primaries, and
+  // the extremes; factors of both signs, the limits, ones that truncate (0.037 * 255 = 9.4).
+  const int64_t h = 24, w = 32;
+  Image rgb(h, w, 3);
+  torch::manual_seed(5);
+  auto random = torch::randint(0, 256, {h * w * 3}, torch::kUInt8);
+  rgb.data.assign(random.data_ptr<uint8_t>(), random.data_ptr<uint8_t>() + h * w * 3);
+  const std::vector<std::array<uint8_t, 3>> special = {
+      {0, 0, 0},     {255, 255, 255}, {128, 128, 128}, {255, 0, 0},   {0, 255, 0},
+      {0, 0, 255},   {255, 255, 0},   {0, 255, 255},   {255, 0, 255}, {254, 255, 255},
+      {1, 0, 0},     {200, 100, 100}, {100, 200, 100}, {100, 100, 200}, {3, 2, 1}};
+  for (size_t i = 0; i < special.size(); ++i) std::copy(special[i].begin(), special[i].end(), rgb.data.begin() + 3 * i);
+  const std::vector<double> factors = {-0.5, -0.1, -0.037, 0.0, 0.02, 0.1, 0.25, 0.5};
+  mgd::testing::TempDir dir("mgd-hue-oracle");
+  {
+    std::ofstream raw(dir / "in.raw", std::ios::binary);
+    raw.write(reinterpret_cast<const char*>(rgb.data.data()), static_cast<std::streamsize>(rgb.data.size()));
+  }
+  std::ostringstream args;
+  args << dt::oracle_script() << " hue " << (dir / "in.raw") << " " << h << " " << w << " "
+       << (dir / "out.raw");
+  for (double f : factors) args << " " << f;
+  ASSERT_EQ(dt::run_python(args.str()), 0);
+  std::ifstream in(dir / "out.raw", std::ios::binary);
+  std::vector<uint8_t> expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(expected.size(), factors.size() * rgb.data.size());
+  for (size_t k = 0; k < factors.size(); ++k) {
+    Image ours = rgb;
+    adjust_hue(ours, factors[k]);
+    const std::vector<uint8_t> theirs(expected.begin() + static_cast<std::ptrdiff_t>(k * rgb.data.size()),
+                                      expected.begin() + static_cast<std::ptrdiff_t>((k + 1) * rgb.data.size()));
+    size_t differing = 0;
+    for (size_t i = 0; i < theirs.size(); ++i) differing += ours.data[i] != theirs[i];
+    EXPECT_EQ(differing, 0u) << "factor " << factors[k];
+    if (factors[k] != 0) EXPECT_NE(ours.data, rgb.data) << "factor " << factors[k];
+  }
+  // One channel: nothing to rotate. Out of range: refused.
+  auto one = gray({10, 20, 30, 40}, 2, 2);
+  adjust_hue(one, 0.3);
+  EXPECT_EQ(one.data, (std::vector<uint8_t>{10, 20, 30, 40}));
+  EXPECT_THROW(adjust_hue(rgb, 0.6), c10::Error);
+  EXPECT_THROW(ColorJitter(ColorJitterOptions().hue(0.7)), c10::Error);
 }
 
 TEST(ContrastiveColor, SaturationAndGrayscaleTouchOnlyColourImages) {

@@ -21,6 +21,10 @@ Run with an interpreter that has PIL, numpy and torchvision (Debian: python3-tor
                                  IN is an image file; OUT a PNG, or raw float32 for tensors
   data_oracle.py folder DIR OUT  torchvision.datasets.ImageFolder(DIR): its classes on the
                                  first line, then "path<TAB>label" per sample
+  data_oracle.py hue RAW H W OUT F...
+                                 torchvision's adjust_hue on the PIL image of RAW (H x W x 3
+                                 bytes) for each factor F; OUT: the results' bytes, one after
+                                 the other
 """
 import sys
 
@@ -127,6 +131,15 @@ def folder(root, out):
             f.write(f"{path}\t{label}\n")
 
 
+def hue(raw, h, w, out, factors):
+    import torchvision.transforms.functional as F
+
+    img = Image.fromarray(np.fromfile(raw, dtype=np.uint8).reshape(h, w, 3), "RGB")
+    with open(out, "wb") as f:
+        for factor in factors:
+            f.write(np.asarray(F.adjust_hue(img, factor), dtype=np.uint8).tobytes())
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "images":
@@ -135,5 +148,8 @@ if __name__ == "__main__":
         jobs(sys.argv[2])
     elif cmd == "folder":
         folder(sys.argv[2], sys.argv[3])
+    elif cmd == "hue":
+        hue(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5],
+            [float(v) for v in sys.argv[6:]])
     else:
         raise SystemExit(__doc__)

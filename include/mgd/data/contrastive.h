@@ -10,15 +10,15 @@
 //   - one channel (MNIST, Fashion-MNIST): brightness and contrast jitter only; saturation and
 //     hue do not exist in a gray image and RandomGrayscale leaves it as it is, so those steps
 //     are left out;
-//   - three channels: brightness, contrast and saturation jitter and RandomGrayscale. Hue
-//     jitter is not implemented (a documented departure: hue 0.1 is the weakest of the four).
+//   - three channels: brightness, contrast, saturation and hue jitter and RandomGrayscale.
 // The blur's sigma is MoCo's relative to the crop: (0.1, 2) pixels at 224, scaled by size / 224
 // (on 28-pixel Fashion-MNIST crops it is then at most 0.25 px: next to nothing, as SimCLR
 // leaves blur out on small images).
 //
 // Colour operations follow PIL's ImageEnhance (a blend with a degenerate image: black for
 // brightness, the mean gray level for contrast, the grayscale image for saturation), computed
-// in float and rounded to 8 bits; the values are close to, not bit-identical with, PIL's.
+// in float and rounded to 8 bits; the values are close to, not bit-identical with, PIL's. Hue
+// is PIL's HSV round trip exactly (torchvision's adjust_hue on a PIL image, bit for bit).
 #pragma once
 
 #include <torch/arg.h>
@@ -51,10 +51,12 @@ struct ColorJitterOptions {
   TORCH_ARG(double, contrast) = 0.4;
   /// Three-channel images only (ignored for one channel).
   TORCH_ARG(double, saturation) = 0.4;
+  /// Hue shift drawn uniformly from [-hue, hue], hue in [0, 0.5]; three-channel images only.
+  TORCH_ARG(double, hue) = 0.1;
 };
 
-/// torchvision's ColorJitter without hue: the adjustments in a random order, each with its
-/// own random factor.
+/// torchvision's ColorJitter: the adjustments in a random order, each with its own random
+/// factor.
 class ColorJitter : public Transform {
  public:
   explicit ColorJitter(ColorJitterOptions options = {});
@@ -71,6 +73,10 @@ void adjust_brightness(Image& image, double factor);
 void adjust_contrast(Image& image, double factor);
 /// Blend with the image's grayscale version (three channels; a no-op on one).
 void adjust_saturation(Image& image, double factor);
+/// Rotates the hue by `factor` (in [-0.5, 0.5]) of a turn: PIL's RGB -> HSV (8-bit) -> RGB
+/// round trip with H += uint8(factor * 255), as torchvision's adjust_hue (a no-op on one
+/// channel).
+void adjust_hue(Image& image, double factor);
 
 /// torchvision.transforms.RandomGrayscale for three-channel images: ITU-R 601-2 luma in every
 /// channel with probability p (one-channel images are returned as they are).
