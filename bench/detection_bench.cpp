@@ -4,7 +4,8 @@
 //
 //   detection_bench [--quick | --smoke] [--reps N] [--warmup N] [--threads LIST]
 //                   [--nets r18,r50] [--size PX] [--batch N] [--boxes LIST] [--no-nms]
-//                   [--no-step] [--case NET] [--json PATH]
+//                   [--no-step] [--no-distill] [--tracking-images N] [--case NET]
+//                   [--json PATH]
 //
 // The Python side is bench/python/detection.py, one persistent /usr/bin/python3 process.
 // Every repetition times the C++ case and its Python twin one after the other, the order
@@ -27,11 +28,21 @@
 // with mgd's initial state_dict (save_state_dict -> load_state_dict, strict), on one fixed
 // batch (--batch 8 images of --size 128 px, normal noise as normalized images, 1-5 random
 // boxes with random labels per image). A step is forward, loss_cls + loss_box_reg, zero_grad,
-// backward, SGD (lr 0.005, momentum 0.9, Nesterov, weight decay 1e-4) over the trainable
-// parameters, and reading both losses; torchvision's runs RetinaNet.forward's training path
+// backward, one-pass SGD (detection's default; lr 0.005, momentum 0.9, Nesterov, weight
+// decay 1e-4) over the trainable parameters, and reading both losses; torchvision's runs RetinaNet.forward's training path
 // without its GeneralizedRCNNTransform (see detection.py). Both sides' first-step losses must
 // agree to 1e-4 relative (exit 1 otherwise); every loss must stay finite. Each net is timed at
 // every thread count of --threads (default 2,1), both sides set to it.
+//
+// RetinaNet distillation (DistillCase): the reference's pair, R50-FPN teacher (frozen, eval
+// mode) -> R18-FPN student, with mgd distill --task detection's MGD settings (AMP on C2-C5,
+// GroupNorm(32, s) on the student side, divisors [1, 1, 0.1, 0.1], / images / 5e7), against
+// the same in Python: torchvision's RetinaNets with the weights mgd saved and the authors'
+// distiller as bench/python/mgd_step.py writes it, on mgd's matching. First steps (MGD and
+// plain) and the matching updates' mean costs must agree (exit 1 otherwise). Per thread count:
+// the MGD step vs Python's (alternating); the MGD step vs the plain step (the teacher's body
+// without a graph + the student's step), C++ alone, 2 x reps each interleaved; the matching
+// update (a tracking pass over --tracking-images images, default 64, + the solve) vs Python's.
 //
 // --case NET runs that net's step alone (the first thread count; no NMS) in this process and
 // in the Python process and reports both processes' peak resident memory (ru_maxrss).
@@ -44,6 +55,13 @@
 //                                                        torchvision/mgd, target 1
 //   retinanet_step_NET_tT                                ms per step, advantage
 //                                                        torchvision/mgd, target 1.1
+//   distill_step_r50_r18_tT                              ms per MGD step, advantage
+//                                                        python/mgd, target 1.1
+//   distill_overhead_r50_r18_tT                          mgd: MGD step, baseline: plain
+//                                                        step (both C++), ms; advantage
+//                                                        plain/mgd, target 1/1.05
+//   distill_matching_r50_r18_tT                          images/s, advantage mgd/python,
+//                                                        target 2
 //   memory_retinanet_NET (--case)                        peak RSS MiB, advantage
 //                                                        python/mgd, target null
 // Exit status 1 if a check fails or the Python side cannot run.
@@ -52,6 +70,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +82,8 @@
 
 #include "bench_json.h"
 #include "bench_util.h"
+#include "mgd/distiller/distiller.h"
+#include "mgd/distiller/padding.h"
 #include "mgd/models/detection/nms.h"
 #include "mgd/models/detection/retinanet.h"
 #include "mgd/serialize/checkpoint.h"
@@ -98,8 +119,8 @@ struct Settings {
   std::vector<int> threads = {2, 1};
   std::vector<std::string> nets = {"r18", "r50"};
   std::vector<int64_t> boxes = {2000, 10000};
-  int64_t size = 128, batch = 8;
-  bool nms = true, step = true;
+  int64_t size = 128, batch = 8, tracking_images = 64;
+  bool nms = true, step = true, distill = true;
   std::string only_case, json;
 };
 
@@ -300,6 +321,36 @@ void bench_nms(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
 
 // ---------------------------------------------------------------- RetinaNet step
 
+// 1-5 random boxes with random labels for each of a batch's images.
+std::vector<det::Target> random_targets(const Settings& s) {
+  std::vector<det::Target> targets;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t n = torch::randint(1, 6, {1}, torch::kLong).item<int64_t>();
+    const auto size = static_cast<double>(s.size);
+    const auto w = (0.12 + 0.66 * torch::rand({n})) * size;
+    const auto h = (0.12 + 0.66 * torch::rand({n})) * size;
+    const auto x1 = torch::rand({n}) * (size - w), y1 = torch::rand({n}) * (size - h);
+    targets.push_back({torch::stack({x1, y1, x1 + w, y1 + h}, 1),
+                       torch::randint(0, kClasses, {n}, torch::kLong)});
+  }
+  return targets;
+}
+
+// The batch as bench/python/detection.py loads it: {"images", "boxes", "labels"}.
+void save_batch(const std::string& path, const torch::Tensor& images,
+                const std::vector<det::Target>& targets) {
+  std::vector<ser::Value> boxes, labels;
+  for (const auto& t : targets) {
+    boxes.emplace_back(t.boxes);
+    labels.emplace_back(t.labels);
+  }
+  ser::Dict batch;
+  batch.insert_or_assign("images", images);
+  batch.insert_or_assign("boxes", ser::Value::list(std::move(boxes)));
+  batch.insert_or_assign("labels", ser::Value::list(std::move(labels)));
+  ser::save_file(path, ser::Value(std::move(batch)));
+}
+
 // mgd's side of one net: the detector, its optimizer and the fixed batch.
 class RetinaCase {
  public:
@@ -311,19 +362,7 @@ class RetinaCase {
                                det::RetinaNetOptions::torchvision().num_classes(kClasses));
     net_->train();
     images_ = torch::randn({s.batch, 3, s.size, s.size});
-    std::vector<ser::Value> boxes, labels;
-    for (int64_t b = 0; b < s.batch; ++b) {
-      const int64_t n = torch::randint(1, 6, {1}, torch::kLong).item<int64_t>();
-      const auto size = static_cast<double>(s.size);
-      const auto w = (0.12 + 0.66 * torch::rand({n})) * size;
-      const auto h = (0.12 + 0.66 * torch::rand({n})) * size;
-      const auto x1 = torch::rand({n}) * (size - w), y1 = torch::rand({n}) * (size - h);
-      det::Target t{torch::stack({x1, y1, x1 + w, y1 + h}, 1),
-                    torch::randint(0, kClasses, {n}, torch::kLong)};
-      boxes.emplace_back(t.boxes);
-      labels.emplace_back(t.labels);
-      targets_.push_back(std::move(t));
-    }
+    targets_ = random_targets(s);
     int64_t params = 0, trainable = 0;
     std::vector<torch::Tensor> train_params;
     for (const auto& p : net_->parameters()) {
@@ -334,16 +373,12 @@ class RetinaCase {
       }
     }
     sgd_ = std::make_unique<mgd::training::SGD>(train_params,
-                                                mgd::training::SGDOptions(kLearningRate));
+                                                mgd::training::SGDOptions(kLearningRate).one_pass(true));
 
     const std::string sub = dir / net;
     std::filesystem::create_directories(sub);
     ser::save_state_dict(sub + "/weights.pth", *net_);
-    ser::Dict batch;
-    batch.insert_or_assign("images", images_);
-    batch.insert_or_assign("boxes", ser::Value::list(std::move(boxes)));
-    batch.insert_or_assign("labels", ser::Value::list(std::move(labels)));
-    ser::save_file(sub + "/batch.pth", ser::Value(std::move(batch)));
+    save_batch(sub + "/batch.pth", images_, targets_);
     const auto counts = py.ask("retina_setup " + net + " " + arch + " " + std::to_string(kClasses) +
                                " " + sub + " " + std::to_string(kLearningRate));
     TORCH_CHECK(counts.size() == 2 && counts[0] == static_cast<double>(params) &&
@@ -483,11 +518,268 @@ void bench_memory(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
   print_line(entries->back());
 }
 
+// ---------------------------------------------------------------- RetinaNet distillation
+
+constexpr double kDistillLossFactor = 5e7;  // the reference's, per image (tasks-spec A2)
+constexpr double kOverheadTarget = 1 / 1.05, kMatchingTarget = 2.0;
+
+// The reference's detection pair and MGD settings (mgd distill --task detection's defaults):
+// a frozen RetinaNet-R50-FPN teacher in eval mode, a RetinaNet-R18-FPN student (torchvision
+// preset, as RetinaCase), C2-C5 distilled with AMP, GroupNorm(32, s) on the student side,
+// divisors [1, 1, 0.1, 0.1], P3-P7 ignored (so the teacher's FPN never runs), the distillation
+// loss / images / 5e7 added to the detection loss; a matching from two tracked batches. Steps:
+// "plain" = the teacher's body without a graph + the student's step (what MGD adds to);
+// "mgd" = DetectionTask::step's computation. The matching update = one tracking pass (both
+// bodies in eval mode, padding masked as the task's default does) + the solve.
+class DistillCase {
+ public:
+  DistillCase(const Settings& s, const TempDir& dir, TorchvisionTwin& py) {
+    const auto options = det::RetinaNetOptions::torchvision().num_classes(kClasses);
+    torch::manual_seed(0);
+    student_ = det::make_retinanet("retinanet_resnet18_fpn", options);
+    student_->train();
+    images_ = torch::randn({s.batch, 3, s.size, s.size});
+    targets_ = random_targets(s);
+    torch::manual_seed(1);
+    teacher_ = det::make_retinanet("retinanet_resnet50_fpn", options);
+    teacher_->eval();
+    for (auto& p : teacher_->parameters()) p.requires_grad_(false);
+    const int64_t stages = student_->num_stage_taps();
+    std::vector<int64_t> ignore;
+    std::vector<double> divisors(static_cast<size_t>(stages + student_->num_levels()), 1.0);
+    for (int64_t i = stages; i < stages + student_->num_levels(); ++i) ignore.push_back(i);
+    for (int64_t i = 2; i < stages; ++i) divisors[static_cast<size_t>(i)] = 0.1;
+    distiller_ = mgd::Distiller(teacher_, student_,
+                                mgd::DistillerOptions()
+                                    .reducer("amp")
+                                    .ignore_positions(ignore)
+                                    .loss_divisors(divisors)
+                                    .group_norm(true));
+    for (int64_t i = 0; i < s.tracking_images; i += s.batch) {
+      tracking_.push_back(torch::randn({std::min(s.batch, s.tracking_images - i), 3, s.size, s.size}));
+    }
+    track({tracking_.begin(), tracking_.begin() + std::min<size_t>(2, tracking_.size())});
+    distiller_->update_matching();
+    std::vector<ser::Value> matching, tracking;
+    for (int64_t i : distiller_->guided_positions()) {
+      matchings_.push_back(distiller_->matching(i).clone());
+      matching.emplace_back(matchings_.back());
+    }
+    for (const auto& t : tracking_) tracking.emplace_back(t);
+    distiller_->train();
+    const mgd::training::SGDOptions sgd = mgd::training::SGDOptions(kLearningRate).one_pass(true);
+    std::vector<torch::Tensor> plain_params, mgd_params;
+    for (const auto& p : student_->parameters()) {
+      if (p.requires_grad()) plain_params.push_back(p);
+    }
+    for (const auto& p : distiller_->trainable_parameters()) {
+      if (p.requires_grad()) mgd_params.push_back(p);
+    }
+    plain_sgd_ = std::make_unique<mgd::training::SGD>(plain_params, sgd);
+    mgd_sgd_ = std::make_unique<mgd::training::SGD>(mgd_params, sgd);
+
+    const std::string sub = dir / "distill";
+    std::filesystem::create_directories(sub);
+    ser::save_state_dict(sub + "/weights.pth", *student_);
+    ser::save_state_dict(sub + "/teacher.pth", *teacher_);
+    save_batch(sub + "/batch.pth", images_, targets_);
+    ser::save_file(sub + "/matching.pth", ser::Value::list(std::move(matching)));
+    ser::save_file(sub + "/tracking.pth", ser::Value::list(std::move(tracking)));
+    const auto counts = py.ask("distill_setup " + sub + " " + std::to_string(kLearningRate));
+    int64_t teacher_params = 0;
+    for (const auto& p : teacher_->parameters()) teacher_params += p.numel();
+    TORCH_CHECK(counts.size() == 2 && counts[0] == static_cast<double>(teacher_params) &&
+                    counts[1] == static_cast<double>(count(plain_params)),
+                "the Python distillation case differs from mgd's (teacher parameters ",
+                teacher_params, ", student trainable ", count(plain_params), ")");
+  }
+
+  struct Losses {
+    double cls, box, distill;
+  };
+
+  Losses step(bool mgd) {
+    const auto out = student_->forward(images_);
+    const auto losses = student_->losses(out, targets_, normalizer_);
+    auto loss = losses.loss_cls + losses.loss_box_reg;
+    mgd::Features teacher;
+    {
+      torch::NoGradGuard no_grad;
+      teacher = teacher_->extract(images_, /*levels=*/false);
+    }
+    double distill = 0;
+    if (mgd) {
+      mgd::Features student;
+      student.pre_relu = out.taps;
+      for (size_t i = 0; i < out.taps.size(); ++i) {
+        student.post_relu.push_back(static_cast<int64_t>(i) < student_->num_stage_taps()
+                                        ? torch::relu(out.taps[i])
+                                        : out.taps[i]);
+      }
+      const auto d = distiller_->forward_features(teacher, student);
+      loss = loss + d.loss / static_cast<double>(images_.size(0)) / kDistillLossFactor;
+      distill = d.loss.item<double>();
+    }
+    auto& sgd = mgd ? *mgd_sgd_ : *plain_sgd_;
+    sgd.zero_grad();
+    loss.backward();
+    sgd.step();
+    return {losses.loss_cls.item<double>(), losses.loss_box_reg.item<double>(), distill};
+  }
+
+  /// One tracking pass over the tracking batches and the solve; returns the mean matched cost
+  /// of the distilled positions. The steps keep the setup's matching.
+  double matching_update() {
+    track(tracking_);
+    const auto costs = distiller_->update_matching();
+    double sum = 0;
+    for (int64_t i : distiller_->guided_positions()) sum += costs[static_cast<size_t>(i)];
+    const auto& guided = distiller_->guided_positions();
+    for (size_t g = 0; g < guided.size(); ++g) distiller_->set_matching(guided[g], matchings_[g]);
+    return sum / static_cast<double>(guided.size());
+  }
+
+  int64_t tracking_images() const {
+    int64_t n = 0;
+    for (const auto& t : tracking_) n += t.size(0);
+    return n;
+  }
+
+ private:
+  static int64_t count(const std::vector<torch::Tensor>& params) {
+    int64_t n = 0;
+    for (const auto& p : params) n += p.numel();
+    return n;
+  }
+
+  // DetectionTask's tracking pass: bodies only, the student in eval mode, padding masked.
+  void track(const std::vector<torch::Tensor>& batches) {
+    torch::NoGradGuard no_grad;
+    distiller_->reset_tracking();
+    const bool training = student_->is_training();
+    student_->eval();
+    for (const auto& images : batches) {
+      const int64_t h = images.size(2), w = images.size(3);
+      const std::vector<std::array<int64_t, 2>> sizes(static_cast<size_t>(images.size(0)), {h, w});
+      distiller_->track_features(
+          mgd::without_padding(teacher_->extract(images, false), sizes, h, w),
+          mgd::without_padding(student_->extract(images, false), sizes, h, w));
+    }
+    student_->train(training);
+  }
+
+  det::RetinaNet student_{nullptr}, teacher_{nullptr};
+  mgd::Distiller distiller_{nullptr};
+  std::unique_ptr<mgd::training::SGD> plain_sgd_, mgd_sgd_;
+  torch::Tensor images_;
+  std::vector<det::Target> targets_;
+  std::vector<torch::Tensor> tracking_, matchings_;
+  double normalizer_ = det::kInitialLossNormalizer;
+};
+
+void bench_distill(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
+                   std::vector<Entry>* entries) {
+  std::printf(
+      "RetinaNet distillation, R50-FPN teacher -> R18-FPN student (MGD-AMP, C2-C5), batch "
+      "%lld x 3 x %lld x %lld, %lld tracking images:\n",
+      static_cast<long long>(s.batch), static_cast<long long>(s.size),
+      static_cast<long long>(s.size), static_cast<long long>(s.tracking_images));
+  mgd::set_num_threads(s.threads.front());
+  py.ask("threads " + std::to_string(s.threads.front()));
+  DistillCase c(s, dir, py);
+  // Both sides' first steps, then their matching updates, must agree.
+  for (const char* kind : {"mgd", "plain"}) {
+    const auto ours = c.step(std::string(kind) == "mgd");
+    const auto theirs = py.ask(std::string("distill_step ") + kind);
+    TORCH_CHECK(theirs.size() == 4, "bad Python answer");
+    const double d = std::max({relative_difference(ours.cls, theirs[1]),
+                               relative_difference(ours.box, theirs[2]),
+                               relative_difference(ours.distill, theirs[3])});
+    std::printf("  (first %s step: loss_cls %.7g / %.7g, loss_box_reg %.7g / %.7g, distillation "
+                "%.7g / %.7g (mgd / Python); largest relative difference %.2g)\n",
+                kind, ours.cls, theirs[1], ours.box, theirs[2], ours.distill, theirs[3], d);
+    TORCH_CHECK(std::isfinite(ours.cls + ours.box + ours.distill) && d <= kLossTolerance,
+                "the first ", kind, " step's losses differ by more than ", kLossTolerance,
+                " relative: mgd and the Python distiller do not compute the same thing");
+  }
+  {
+    const double ours = c.matching_update();
+    const auto theirs = py.ask("distill_matching");
+    TORCH_CHECK(theirs.size() == 2, "bad Python answer");
+    std::printf("  (matching update: mean matched cost mgd %.7g, Python %.7g)\n", ours, theirs[1]);
+    TORCH_CHECK(relative_difference(ours, theirs[1]) <= 1e-3,
+                "the matching updates' mean costs differ by more than 1e-3 relative");
+  }
+  print_header();
+  for (const int t : s.threads) {
+    const int used = mgd::set_num_threads(t);
+    const auto py_threads = py.ask("threads " + std::to_string(t));
+    TORCH_CHECK(py_threads.size() == 1 && py_threads[0] == used,
+                "the two sides run different thread counts");
+    const std::string tag = "_r50_r18_t" + std::to_string(t);
+    // MGD step against Python's, alternating.
+    std::vector<double> cpp_t, py_t;
+    for (int rep = -s.warmup; rep < s.reps; ++rep) {
+      double cpp_s = 0, py_s = 0;
+      run_alternately(
+          rep,
+          [&] {
+            const auto t0 = Clock::now();
+            const auto l = c.step(true);
+            cpp_s = seconds_since(t0);
+            TORCH_CHECK(std::isfinite(l.cls + l.box + l.distill), "non-finite mgd loss");
+          },
+          [&] {
+            const auto a = py.ask("distill_step mgd");
+            TORCH_CHECK(a.size() == 4 && std::isfinite(a[1] + a[2] + a[3]),
+                        "non-finite Python loss");
+            py_s = a[0];
+          });
+      if (rep >= 0) cpp_t.push_back(cpp_s), py_t.push_back(py_s);
+    }
+    entries->push_back({"distill_step" + tag, 1e3 * median(cpp_t), 1e3 * median(py_t), "ms",
+                        median(py_t) / median(cpp_t), kStepTarget});
+    print_line(entries->back());
+    // The distiller's overhead: C++ alone (the Python process idle), plain and MGD steps
+    // interleaved, 2 x reps each.
+    std::vector<double> plain_t, mgd_t;
+    for (int rep = 0; rep < 2 * s.reps; ++rep) {
+      for (const bool mgd : rep % 2 == 0 ? std::vector<bool>{false, true}
+                                         : std::vector<bool>{true, false}) {
+        const auto t0 = Clock::now();
+        c.step(mgd);
+        (mgd ? mgd_t : plain_t).push_back(seconds_since(t0));
+      }
+    }
+    entries->push_back({"distill_overhead" + tag, 1e3 * median(mgd_t), 1e3 * median(plain_t),
+                        "ms", median(plain_t) / median(mgd_t), kOverheadTarget});
+    print_line(entries->back());
+    // The matching update, images/s.
+    std::vector<double> cpp_m, py_m;
+    for (int rep = 0; rep < std::max(1, s.reps / 2); ++rep) {
+      double cpp_s = 0, py_s = 0;
+      run_alternately(
+          rep,
+          [&] {
+            const auto t0 = Clock::now();
+            c.matching_update();
+            cpp_s = seconds_since(t0);
+          },
+          [&] { py_s = py.ask("distill_matching").at(0); });
+      cpp_m.push_back(cpp_s), py_m.push_back(py_s);
+    }
+    const auto images = static_cast<double>(c.tracking_images());
+    entries->push_back({"distill_matching" + tag, images / median(cpp_m), images / median(py_m),
+                        "images/s", median(py_m) / median(cpp_m), kMatchingTarget});
+    print_line(entries->back());
+  }
+}
+
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick | --smoke] [--reps N] [--warmup N] [--threads LIST] "
                "[--nets r18,r50] [--size PX] [--batch N] [--boxes LIST] [--no-nms] [--no-step] "
-               "[--case NET] [--json PATH]\n",
+               "[--no-distill] [--tracking-images N] [--case NET] [--json PATH]\n",
                argv0);
   return 2;
 }
@@ -546,6 +838,11 @@ int main(int argc, char** argv) {
       s.nms = false;
     } else if (arg == "--no-step") {
       s.step = false;
+    } else if (arg == "--no-distill") {
+      s.distill = false;
+    } else if (arg == "--tracking-images") {
+      s.tracking_images = std::atoll(value().c_str());
+      if (s.tracking_images < 1) return usage(argv[0]);
     } else if (arg == "--case") {
       s.only_case = value();
     } else if (arg == "--json") {
@@ -566,6 +863,7 @@ int main(int argc, char** argv) {
     s.boxes = {300};
     s.size = 64;
     s.batch = 2;
+    s.tracking_images = 4;
   }
   if (reps > 0) s.reps = reps;
   if (warmup >= 0) s.warmup = warmup;
@@ -598,6 +896,7 @@ int main(int argc, char** argv) {
     } else {
       if (s.nms) bench_nms(s, py, dir, &entries);
       if (s.step) bench_steps(s, py, dir, &entries);
+      if (s.distill) bench_distill(s, py, dir, &entries);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "detection_bench: %s\n", e.what());

@@ -13,6 +13,9 @@ RetinaNet training step, in one persistent process driven over a pipe.
     compute_loss; then loss = classification + bbox_regression, zero_grad, backward and a
     torch.optim.SGD step (momentum 0.9, Nesterov, weight decay 1e-4) over the trainable
     parameters, as mgd's step.
+  * RetinaNet distillation (DistillCase): the R50-FPN -> R18-FPN pair with the reference's
+    MGD settings for detection, written as the authors' code does (bench/python/mgd_step.py's
+    Distiller), its step beside the plain step, and the matching update.
 
 Server:  detection.py --serve --threads N
   prints "ready torch VERSION torchvision VERSION threads N", then answers one line per
@@ -28,22 +31,36 @@ Server:  detection.py --serve --threads N
                                                      DIR/batch.pth {"images", "boxes",
                                                      "labels"}
     retina_step NAME          -> "ok SECONDS LOSS_CLS LOSS_BOX"
+    distill_setup DIR LR      -> "ok TEACHER_PARAMS STUDENT_TRAINABLE"  see DistillCase
+    distill_step plain|mgd    -> "ok SECONDS LOSS_CLS LOSS_BOX LOSS_DISTILL"
+    distill_matching          -> "ok SECONDS COST"   tracking pass + solve, mean matched cost
     rss                       -> "ok KB"             peak resident set size of this process
     quit
 """
 import argparse
+import os
 import resource
 import sys
 import time
+import types
+from collections import OrderedDict
 
-import torch
-import torchvision
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.retinanet import RetinaNet
-from torchvision.ops import batched_nms, nms
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-from torchvision.ops.misc import FrozenBatchNorm2d
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor  # noqa: E402
+from torchvision.models.detection.image_list import ImageList  # noqa: E402
+from torchvision.models.detection.retinanet import RetinaNet  # noqa: E402
+from torchvision.ops import batched_nms, nms  # noqa: E402
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
+from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
+
+from mgd_nets import _block_pre_relu, _last_norm  # noqa: E402
+from mgd_step import Distiller  # noqa: E402
+
+LOSS_FACTOR = 5e7  # the reference's detection factor, per image
+DIVISORS = [1.0, 1.0, 0.1, 0.1]  # C2-C5
 
 
 def build_retinanet(backbone, classes):
@@ -67,15 +84,17 @@ class RetinaCase:
         self.opt = torch.optim.SGD(self.trainable, lr=lr, momentum=0.9, weight_decay=1e-4,
                                    nesterov=True)
 
-    def losses(self):
-        """RetinaNet.forward in training mode, after its transform."""
+    def losses(self, features=None):
+        """RetinaNet.forward in training mode, after its transform (features: the FPN's
+        levels when the caller ran the backbone)."""
         model, targets = self.model, self.targets
         for target in targets:
             boxes = target["boxes"]
             if (boxes[:, 2:] <= boxes[:, :2]).any():
                 raise ValueError("degenerate box")
         images = ImageList(self.images, self.image_sizes)
-        features = list(model.backbone(images.tensors).values())
+        if features is None:
+            features = list(model.backbone(images.tensors).values())
         head_outputs = model.head(features)
         anchors = model.anchor_generator(images, features)
         return model.compute_loss(targets, head_outputs, anchors)
@@ -87,6 +106,104 @@ class RetinaCase:
         loss.backward()
         self.opt.step()
         return losses["classification"].item(), losses["bbox_regression"].item()
+
+
+class BodyTaps:
+    """A torchvision RetinaNet's ResNet body with mgd's detection taps, for mgd_step's
+    Distiller: extract(x) -> (C2-C5 before their stage's last ReLU, [relu(C3), relu(C4),
+    relu(C5)] for the FPN); feature_norms(): the FrozenBatchNorm2d producing each tap
+    (its weight and bias give the margins)."""
+
+    def __init__(self, model):
+        self.model = model
+        body = model.backbone.body
+        self.stem = [body.conv1, body.bn1, body.relu, body.maxpool]
+        self.stages = [body.layer1, body.layer2, body.layer3, body.layer4]
+
+    def extract(self, x):
+        for m in self.stem:
+            x = m(x)
+        taps, post = [], []
+        for stage in self.stages:
+            for block in list(stage)[:-1]:
+                x = block(x)
+            pre = _block_pre_relu(stage[-1], x)
+            taps.append(pre)
+            x = torch.relu(pre)
+            post.append(x)
+        return taps, post[1:]
+
+    def feature_norms(self):
+        return [types.SimpleNamespace(num_features=n.weight.numel(), weight=n.weight, bias=n.bias)
+                for n in (_last_norm(stage[-1]) for stage in self.stages)]
+
+    def parameters(self):
+        return self.model.parameters()
+
+    @property
+    def training(self):
+        return self.model.training
+
+    def train(self, mode=True):
+        self.model.train(mode)
+
+    def eval(self):
+        self.model.eval()
+
+
+class DistillCase:
+    """RetinaNet-R50-FPN teacher (frozen, eval mode) and RetinaNet-R18-FPN student, with
+    mgd's weights, batch and matching (DIR/teacher.pth, DIR/weights.pth, DIR/batch.pth,
+    DIR/matching.pth: one groups x s index per stage). Steps: "plain" = the teacher's body
+    without a graph + the student's RetinaCase step; "mgd" = the same with the reference's
+    distillation of C2-C5 (AMP, GroupNorm(32, s) on the student side, divisors
+    [1, 1, 0.1, 0.1], / images / 5e7 added to the detection loss). DIR/tracking.pth: the
+    image batches of the matching update."""
+
+    def __init__(self, directory, lr):
+        self.student = RetinaCase("resnet18", 80, directory, lr)
+        teacher = build_retinanet("resnet50", 80)
+        teacher.load_state_dict(torch.load(directory + "/teacher.pth"))  # strict
+        teacher.eval()
+        self.teacher = BodyTaps(teacher)
+        self.distiller = Distiller(self.teacher, BodyTaps(self.student.model), "amp",
+                                   norm=lambda c: torch.nn.GroupNorm(32, c), divisors=DIVISORS)
+        self.matching = torch.load(directory + "/matching.pth")
+        self.distiller.index = list(self.matching)
+        self.distiller.train()
+        self.tracking = torch.load(directory + "/tracking.pth")
+        self.plain_opt = self.student.opt
+        self.mgd_opt = torch.optim.SGD(self.student.trainable + list(self.distiller.BNs.parameters()),
+                                       lr=lr, momentum=0.9, weight_decay=1e-4, nesterov=True)
+
+    def step(self, kind):
+        s = self.student
+        if kind == "plain":
+            with torch.no_grad():
+                self.teacher.extract(s.images)
+            losses = s.losses()
+            d_loss = torch.zeros(())
+            opt = self.plain_opt
+        elif kind == "mgd":
+            post, d_loss = self.distiller(s.images)
+            fpn_in = OrderedDict((str(i), p) for i, p in enumerate(post))
+            losses = s.losses(list(s.model.backbone.fpn(fpn_in).values()))
+            opt = self.mgd_opt
+        else:
+            raise ValueError("unknown step kind " + kind)
+        loss = (losses["classification"] + losses["bbox_regression"] +
+                d_loss / s.images.shape[0] / LOSS_FACTOR)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return losses["classification"].item(), losses["bbox_regression"].item(), d_loss.item()
+
+    def matching_update(self):
+        """One tracking pass over the tracking batches (both bodies in eval mode, no graph)
+        and the solve; the step's matching stays mgd's."""
+        cost = self.distiller.matching_pass(self.tracking)
+        self.distiller.index = list(self.matching)
+        return cost
 
 
 class Server:
@@ -134,6 +251,18 @@ class Server:
             start = time.perf_counter()
             loss_cls, loss_box = case.step()
             return "%r %r %r" % (time.perf_counter() - start, loss_cls, loss_box)
+        if cmd == "distill_setup" and len(args) == 2:
+            self.distill = DistillCase(args[0], float(args[1]))
+            return "%d %d" % (sum(p.numel() for p in self.distill.teacher.parameters()),
+                              sum(p.numel() for p in self.distill.student.trainable))
+        if cmd == "distill_step" and len(args) == 1:
+            start = time.perf_counter()
+            losses = self.distill.step(args[0])
+            return "%r %r %r %r" % ((time.perf_counter() - start,) + losses)
+        if cmd == "distill_matching" and not args:
+            start = time.perf_counter()
+            cost = self.distill.matching_update()
+            return "%r %r" % (time.perf_counter() - start, cost)
         if cmd == "rss" and not args:
             return "%d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         raise ValueError("bad command: " + " ".join(words))

@@ -75,7 +75,11 @@ def distillation_loss(source, target, margin):
 
 
 class Distiller(nn.Module):
-    def __init__(self, teacher, student, reducer, teacher_graph=False):
+    """The reference's distiller. Classification: BatchNorm2d on the student side, position i
+    of n divided by 2^(n-i-1). Detection (bench/python/detection.py) passes its own
+    student-side norm (GroupNorm(32, s)) and divisors ([1, 1, 0.1, 0.1])."""
+
+    def __init__(self, teacher, student, reducer, teacher_graph=False, norm=None, divisors=None):
         super().__init__()
         assert reducer in ("amp", "sm")
         self.teacher, self.student, self.reducer = teacher, student, reducer
@@ -86,7 +90,8 @@ class Distiller(nn.Module):
         self.t_channels = [bn.num_features for bn in teacher.feature_norms()]
         self.s_channels = [bn.num_features for bn in student.feature_norms()]
         self.n = len(self.t_channels)
-        self.BNs = nn.ModuleList([nn.BatchNorm2d(s) for s in self.s_channels])
+        self.BNs = nn.ModuleList([(norm or nn.BatchNorm2d)(s) for s in self.s_channels])
+        self.divisors = divisors or [2 ** (self.n - i - 1) for i in range(self.n)]
         for i, bn in enumerate(teacher.feature_norms()):
             self.register_buffer("margin%d" % i, margins_from_bn(bn))
         self.groups = [1 if reducer == "sm" else t // s
@@ -169,7 +174,7 @@ class Distiller(nn.Module):
         for i in range(self.n):
             s = self.BNs[i](s_feats[i])
             t, m = self.reduce(i, t_feats[i])
-            loss = loss + distillation_loss(s, t.detach(), m) / 2 ** (self.n - i - 1)
+            loss = loss + distillation_loss(s, t.detach(), m) / self.divisors[i]
         return s_out, loss
 
 
