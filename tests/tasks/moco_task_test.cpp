@@ -215,7 +215,7 @@ TEST_F(MoCoTask, TrainsLogsKnnAndResumesBitForBitAfterSigkillThenDistillsWithMgd
       << constant_margins;
 }
 
-TEST_F(MoCoTask, TwoRanksShuffleKeysAcrossThemAndTheirKnnEqualsOneProcess) {
+TEST_F(MoCoTask, TwoRanksShuffleKeysAcrossThemTheirKnnAndMgdMatchingEqualOneProcess) {
   // Two ranks (mgd launch) of 8 images each: the key views are shuffled over both ranks'
   // batches and every rank enqueues all 16 keys; the kNN monitor gathers the bank of both
   // ranks and sums their counts. The same checkpoint evaluated by one process: the same value.
@@ -247,6 +247,43 @@ TEST_F(MoCoTask, TwoRanksShuffleKeysAcrossThemAndTheirKnnEqualsOneProcess) {
   const auto line = log.find("knn_acc1 ");
   ASSERT_NE(line, std::string::npos) << log;
   EXPECT_NEAR(std::stod(log.substr(line + 9)), ranks, 0.006) << log << "\n" << metrics;
+
+  // MoCo + MGD with that run as the teacher, one epoch: its matching before training depends
+  // on the teacher, the seeded initial student and the tracked images, which two ranks split
+  // between them and all-reduce. Two ranks find the matching one process finds.
+  const std::vector<std::string> mgd_args = {
+      "--teacher-arch", "resnet20", "--teacher-checkpoint", out + "/checkpoint.pth",
+      "--tracking-images", "32", "--epochs", "1", "--batch-size", "8"};
+  const std::string one = *dir_ / "mgd_one_process";
+  ASSERT_EQ(mgd::testing::run(args("distill", one, mgd_args), {one + ".log"}), 0)
+      << read(one + ".log");
+  const std::string two = *dir_ / "mgd_two_ranks";
+  std::vector<std::string> b = {MGD_CLI, "launch", "--nproc-per-node", "2", "--"};
+  const auto distill = args("distill", two, mgd_args);
+  b.insert(b.end(), distill.begin() + 1, distill.end());
+  ASSERT_EQ(mgd::testing::run(b, {two + ".log"}), 0) << read(two + ".log");
+  const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
+  const auto da = mgd::serialize::to_state_dict(
+      mgd::serialize::load_file(one + "/checkpoint.pth").at("distiller"), opts, one);
+  const auto db = mgd::serialize::to_state_dict(
+      mgd::serialize::load_file(two + "/checkpoint.pth").at("distiller"), opts, two);
+  int compared = 0;
+  for (const auto& item : da) {
+    const auto& key = item.key();
+    if (key.find("reducer") == std::string::npos && key.find("cost_sum") == std::string::npos &&
+        key != "tracked_images")
+      continue;
+    ASSERT_TRUE(db.contains(key)) << key;
+    if (key.find("cost_sum") != std::string::npos) {
+      // Sums of float dot products over other batch compositions: equal to float rounding.
+      EXPECT_LT((item.value() - db[key]).abs().max().item<double>(), 1e-4) << key;
+    } else {
+      EXPECT_TRUE(torch::equal(item.value(), db[key])) << key;  // matchings, margins, count
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, 3 * 3 + 1);  // per position (ResNet-20: 3): index, margins, cost sum
+  EXPECT_EQ(da["tracked_images"].item<int64_t>(), 32);
 }
 
 TEST_F(MoCoTask, TheLinearProtocolTrainsOnlyTheClassifierOnTheFrozenEncoder) {
