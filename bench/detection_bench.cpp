@@ -321,6 +321,14 @@ void bench_nms(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
 
 // ---------------------------------------------------------------- RetinaNet step
 
+// Both sides to `t` intra-op threads.
+void set_threads(TorchvisionTwin& py, int t) {
+  const int used = mgd::set_num_threads(t);
+  const auto py_threads = py.ask("threads " + std::to_string(t));
+  TORCH_CHECK(py_threads.size() == 1 && py_threads[0] == used,
+              "the two sides run different thread counts");
+}
+
 // 1-5 random boxes with random labels for each of a batch's images.
 std::vector<det::Target> random_targets(const Settings& s) {
   std::vector<det::Target> targets;
@@ -488,10 +496,7 @@ void bench_steps(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
     check_first_step(net, c, py);
     print_header();
     for (const int t : s.threads) {
-      const int used = mgd::set_num_threads(t);
-      const auto py_threads = py.ask("threads " + std::to_string(t));
-      TORCH_CHECK(py_threads.size() == 1 && py_threads[0] == used,
-                  "the two sides run different thread counts");
+      set_threads(py, t);
       const auto times = time_steps(net, c, py, s);
       entries->push_back({"retinanet_step_" + net + "_t" + std::to_string(t), 1e3 * times.cpp_s,
                           1e3 * times.py_s, "ms", times.py_s / times.cpp_s, kStepTarget});
@@ -712,10 +717,7 @@ void bench_distill(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
   }
   print_header();
   for (const int t : s.threads) {
-    const int used = mgd::set_num_threads(t);
-    const auto py_threads = py.ask("threads " + std::to_string(t));
-    TORCH_CHECK(py_threads.size() == 1 && py_threads[0] == used,
-                "the two sides run different thread counts");
+    set_threads(py, t);
     const std::string tag = "_r50_r18_t" + std::to_string(t);
     // MGD step against Python's, alternating.
     std::vector<double> cpp_t, py_t;

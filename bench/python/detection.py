@@ -56,7 +56,7 @@ from torchvision.ops import batched_nms, nms  # noqa: E402
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
 from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
-from mgd_nets import _block_pre_relu, _last_norm  # noqa: E402
+from mgd_nets import _last_norm, stage_taps  # noqa: E402
 from mgd_step import Distiller  # noqa: E402
 
 LOSS_FACTOR = 5e7  # the reference's detection factor, per image
@@ -123,14 +123,7 @@ class BodyTaps:
     def extract(self, x):
         for m in self.stem:
             x = m(x)
-        taps, post = [], []
-        for stage in self.stages:
-            for block in list(stage)[:-1]:
-                x = block(x)
-            pre = _block_pre_relu(stage[-1], x)
-            taps.append(pre)
-            x = torch.relu(pre)
-            post.append(x)
+        taps, post = stage_taps(self.stages, x)
         return taps, post[1:]
 
     def feature_norms(self):

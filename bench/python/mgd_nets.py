@@ -31,6 +31,20 @@ def _block_pre_relu(block, x):
     return out + identity
 
 
+def stage_taps(stages, x):
+    """Runs torchvision ResNet stages from x: (each stage's output before its last ReLU, each
+    stage's output)."""
+    feats, outs = [], []
+    for stage in stages:
+        for block in list(stage)[:-1]:
+            x = block(x)
+        pre = _block_pre_relu(stage[-1], x)
+        feats.append(pre)
+        x = F.relu(pre)
+        outs.append(x)
+    return feats, outs
+
+
 def _last_norm(block):
     return block.bn3 if isinstance(block, Bottleneck) else block.bn2
 
@@ -45,15 +59,8 @@ class TorchvisionResNet(nn.Module):
 
     def extract(self, x):
         n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        feats = []
-        for stage in self.stages:
-            for block in list(stage)[:-1]:
-                x = block(x)
-            pre = _block_pre_relu(stage[-1], x)
-            feats.append(pre)
-            x = F.relu(pre)
-        logits = n.fc(torch.flatten(n.avgpool(x), 1))
+        feats, outs = stage_taps(self.stages, n.maxpool(n.relu(n.bn1(n.conv1(x)))))
+        logits = n.fc(torch.flatten(n.avgpool(outs[-1]), 1))
         return feats, logits
 
     def feature_norms(self):

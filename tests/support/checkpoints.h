@@ -59,6 +59,36 @@ inline void expect_same_checkpoint(const std::string& a_path, const std::string&
   }
 }
 
+/// Two distillations' checkpoints hold the same matching: per guided position the matching
+/// and the margins bit for bit and the cost sums to float rounding (sums of other batch
+/// compositions, as ranks that split the tracking make), and the same tracked image count.
+/// Returns how many entries were compared.
+inline int expect_same_matching(const std::string& a_path, const std::string& b_path) {
+  const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
+  const auto da = mgd::serialize::to_state_dict(
+      mgd::serialize::load_file(a_path).at("distiller"), opts, a_path);
+  const auto db = mgd::serialize::to_state_dict(
+      mgd::serialize::load_file(b_path).at("distiller"), opts, b_path);
+  int compared = 0;
+  for (const auto& item : da) {
+    const auto& key = item.key();
+    if (key.find("reducer") == std::string::npos && key.find("cost_sum") == std::string::npos &&
+        key != "tracked_images")
+      continue;
+    if (!db.contains(key)) {
+      ADD_FAILURE() << b_path << " lacks " << key;
+      continue;
+    }
+    if (key.find("cost_sum") != std::string::npos) {
+      EXPECT_LT((item.value() - db[key]).abs().max().item<double>(), 1e-4) << key;
+    } else {
+      EXPECT_TRUE(torch::equal(item.value(), db[key])) << key;  // matchings, margins, count
+    }
+    ++compared;
+  }
+  return compared;
+}
+
 /// Waits for the run `pid` to save `checkpoint` at global step >= `step` and SIGKILLs it then;
 /// returns the exit status (128 + SIGKILL when killed, the run's own if it ended first). Fails
 /// the test after `limit`.

@@ -190,27 +190,8 @@ TEST_F(DetectionDistill, TwoRanksFindTheMatchingOfOneProcess) {
   const auto run = args(two);
   a.insert(a.end(), run.begin() + 1, run.end());
   ASSERT_EQ(mgd::testing::run(a, {two + ".log"}), 0) << read(two + ".log");
-  const auto opts = mgd::serialize::LoadStateDictOptions().strip_prefix("");
-  const auto da = mgd::serialize::to_state_dict(
-      mgd::serialize::load_file(one + "/checkpoint.pth").at("distiller"), opts, one);
-  const auto db = mgd::serialize::to_state_dict(
-      mgd::serialize::load_file(two + "/checkpoint.pth").at("distiller"), opts, two);
-  int compared = 0;
-  for (const auto& item : da) {
-    const auto& key = item.key();
-    if (key.find("reducer") == std::string::npos && key.find("cost_sum") == std::string::npos &&
-        key != "tracked_images")
-      continue;
-    ASSERT_TRUE(db.contains(key)) << key;
-    if (key.find("cost_sum") != std::string::npos) {
-      // Sums of float dot products over other batch compositions: equal to float rounding.
-      const double diff = (item.value() - db[key]).abs().max().item<double>();
-      EXPECT_LT(diff, 1e-4) << key;
-    } else {
-      EXPECT_TRUE(torch::equal(item.value(), db[key])) << key;  // matchings, margins, count
-    }
-    ++compared;
-  }
+  const int compared =
+      mgd::testing::expect_same_matching(one + "/checkpoint.pth", two + "/checkpoint.pth");
   EXPECT_EQ(compared, 4 * 3 + 1);  // per guided position: index, margins, cost sum
 }
 
