@@ -17,9 +17,11 @@
 #include <chrono>
 #include <cstdlib>
 
-#include "mgd/training/interrupt.h"
 #include <string>
 #include <thread>
+
+#include "mgd/training/interrupt.h"
+#include "wait.h"
 
 namespace mgd::distributed {
 
@@ -43,8 +45,10 @@ std::string where(const WorldInfo& w) {
          ", rendezvous " + w.master_addr + ":" + std::to_string(w.master_port);
 }
 
-// Waits for `works` like Work::wait(), but a pending stop (SIGINT/SIGTERM) is honoured
-// within training::kCollectiveStopGraceSeconds even when another rank never arrives.
+}  // namespace
+
+namespace detail {
+
 void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const WorldInfo& world,
               const char* what) {
   const double start = training::monotonic_seconds();
@@ -54,7 +58,14 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const WorldInf
         w->wait(std::chrono::milliseconds(100));
         break;
       } catch (const std::exception&) {
-        if (w->isCompleted()) throw;  // a real failure; only our slice ran out otherwise
+        // Our slice ran out -- or the work completed just after it did, and then its own
+        // outcome counts: wait() without a timeout returns, or throws the real failure. (A
+        // rethrown "Operation timed out!" here ended a rank whose collective had succeeded:
+        // the other ranks then failed in the next one. Seen under load with sanitizers.)
+        if (w->isCompleted()) {
+          w->wait();
+          break;
+        }
       }
       if (training::stop_grace_expired(start)) {
         training::exit_for_stop(std::string("waiting for the other ranks in the ") + what +
@@ -65,7 +76,7 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const WorldInf
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 Communicator::Communicator(WorldInfo world, CommunicatorOptions options)
     : world_(std::move(world)), options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
@@ -181,7 +192,7 @@ void Communicator::all_reduce_sum(std::vector<torch::Tensor> tensors, const char
       std::vector<at::Tensor> one{t};
       works.push_back(impl_->group->allreduce(one, c10d::AllreduceOptions{}));
     }
-    wait_all(works, world_, what);
+    detail::wait_all(works, world_, what);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "Distributed ", what, " failed on ", where(world_),
                 ": another rank died, hung for more than ", options_.timeout_seconds(),
@@ -199,7 +210,7 @@ void Communicator::broadcast(std::vector<torch::Tensor> tensors, int64_t root, c
       opts.rootRank = root;
       works.push_back(impl_->group->broadcast(one, opts));
     }
-    wait_all(works, world_, what);
+    detail::wait_all(works, world_, what);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "Distributed ", what, " failed on ", where(world_),
                 ": another rank died, hung for more than ", options_.timeout_seconds(),
