@@ -21,6 +21,7 @@
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
 #include "mgd/util/messages.h"
+#include "mgd/version.h"
 #include "options_binding.h"
 
 namespace {
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
   mgd::install_warning_handler();  // "mgd: warning: ...", no logging banner
   CLI::App app(kDescription, "mgd");
   app.require_subcommand(1);
-  app.set_version_flag("--version", "mgd 0.1.0");
+  app.set_version_flag("--version", mgd::version_text());
 
   TrainOptions train_opts, distill_opts, eval_opts;
   std::string config;
