@@ -54,3 +54,4 @@
 #include "mgd/training/schedule.h"
 #include "mgd/training/sgd.h"
 #include "mgd/util/threads.h"
+#include "mgd/version.h"

@@ -4,10 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "mgd/distiller/distiller.h"
-#include "mgd/models/registry.h"
-#include "mgd/training/sgd.h"
-#include "mgd/version.h"
+#include <mgd/mgd.h>  // every public header: none may need one that is not installed
 
 int main() {
   torch::manual_seed(0);
