@@ -82,6 +82,7 @@
 
 #include "bench_json.h"
 #include "bench_util.h"
+#include "python_twin.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/distiller/padding.h"
 #include "mgd/models/detection/nms.h"
@@ -91,7 +92,6 @@
 #include "mgd/training/sgd.h"
 #include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
-#include "support/python_server.h"
 
 namespace {
 
@@ -124,10 +124,6 @@ struct Settings {
   std::string only_case, json;
 };
 
-double relative_difference(double a, double b) {
-  return std::abs(a - b) / std::max(std::abs(b), 1e-12);
-}
-
 template <class T>
 std::vector<T> split_list(const std::string& s, T (*parse)(const std::string&)) {
   std::vector<T> parts;
@@ -143,53 +139,16 @@ std::string arch_of(const std::string& net) {
   return net == "r18" ? "resnet18" : net == "r50" ? "resnet50" : "";
 }
 
-// bench/python/detection.py served over a pipe: every answer is "ok NUMBERS..." or an error.
-class TorchvisionTwin {
+// bench/python/detection.py served over a pipe.
+class TorchvisionTwin : public mgd::bench::PythonTwin {
  public:
   explicit TorchvisionTwin(int threads)
-      : server_(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/detection.py",
-                {"--threads", std::to_string(threads)},
-                "the baseline needs it, with torch and torchvision") {}
-
-  bool ok() const { return server_.ok(); }
-  const std::string& error() const { return server_.error(); }
-  const std::string& version() const { return server_.version(); }
-
-  std::vector<double> ask(const std::string& command) {
-    TORCH_CHECK(server_.ok(), "the Python server is not running: ", server_.error());
-    const std::string answer = server_.ask(command);
-    TORCH_CHECK(answer.rfind("ok", 0) == 0, "Python server, '", command,
-                "': ", answer.empty() ? "no answer" : answer);
-    std::istringstream in(answer.substr(2));
-    std::vector<double> numbers;
-    double v;
-    while (in >> v) numbers.push_back(v);
-    TORCH_CHECK(in.eof(), "Python server, '", command, "': ", answer);
-    return numbers;
-  }
-
- private:
-  mgd::testing::PythonServer server_;
+      : PythonTwin("detection.py", threads,
+                   "the baseline needs it, with torch and torchvision") {}
 };
 
-// A temporary directory for the files both sides read, removed at exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "mgd-detection-bench.XXXXXX").string();
-    TORCH_CHECK(mkdtemp(pattern.data()) != nullptr, "cannot create a temporary directory");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using mgd::bench::relative_difference;
+using TempDir = mgd::bench::TempDir;
 
 void print_header() {
   std::printf("%-28s %10s %10s %-9s %9s %8s\n", "name", "mgd", "baseline", "unit", "advantage",
