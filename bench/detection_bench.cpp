@@ -43,6 +43,7 @@
 // the MGD step vs Python's (alternating); the MGD step vs the plain step (the teacher's body
 // without a graph + the student's step), C++ alone, 2 x reps each interleaved; the matching
 // update (a tracking pass over --tracking-images images, default 64, + the solve) vs Python's.
+// (The overhead's rounds start with --warmup untimed ones.)
 //
 // --case NET runs that net's step alone (the first thread count; no NMS) in this process and
 // in the Python process and reports both processes' peak resident memory (ru_maxrss).
@@ -144,7 +145,7 @@ class TorchvisionTwin : public mgd::bench::PythonTwin {
  public:
   explicit TorchvisionTwin(int threads)
       : PythonTwin("detection.py", threads,
-                   "the baseline needs it, with torch and torchvision") {}
+                   "the baseline needs it, with torch, torchvision, numpy and scipy") {}
 };
 
 using mgd::bench::relative_difference;
@@ -704,12 +705,14 @@ void bench_distill(const Settings& s, TorchvisionTwin& py, const TempDir& dir,
     // The distiller's overhead: C++ alone (the Python process idle), plain and MGD steps
     // interleaved, 2 x reps each.
     std::vector<double> plain_t, mgd_t;
-    for (int rep = 0; rep < 2 * s.reps; ++rep) {
+    for (int rep = -s.warmup; rep < 2 * s.reps; ++rep) {
       for (const bool mgd : rep % 2 == 0 ? std::vector<bool>{false, true}
                                          : std::vector<bool>{true, false}) {
         const auto t0 = Clock::now();
-        c.step(mgd);
-        (mgd ? mgd_t : plain_t).push_back(seconds_since(t0));
+        const auto l = c.step(mgd);
+        const double sec = seconds_since(t0);
+        TORCH_CHECK(std::isfinite(l.cls + l.box + l.distill), "non-finite mgd loss");
+        if (rep >= 0) (mgd ? mgd_t : plain_t).push_back(sec);
       }
     }
     entries->push_back({"distill_overhead" + tag, 1e3 * median(mgd_t), 1e3 * median(plain_t),

@@ -122,7 +122,8 @@ int main(int argc, char** argv) {
   mgd::install_warning_handler();  // "mgd: warning: ...", no logging banner
   CLI::App app(kDescription, "mgd");
   app.require_subcommand(1);
-  app.set_version_flag("--version", mgd::version_text());
+  // A callback: the text asks LibTorch about CUDA, which only --version should do.
+  app.set_version_flag("--version", [] { return mgd::version_text(); });
 
   TrainOptions train_opts, distill_opts, eval_opts;
   std::string config;

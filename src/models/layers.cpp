@@ -48,15 +48,21 @@ std::pair<torch::Tensor, torch::Tensor> Norm::affine() const {
 
 torch::Tensor conv_forward(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
   const auto& o = conv->options;
-  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
-  TORCH_CHECK(
-      padding != nullptr && c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()),
-      "conv_forward: expected a Conv2d with numeric zero padding");
+  // The options' variants are c10::variant in LibTorch 1.13 and std::variant in 2.x: only
+  // the functional API and get_enum_name, which take either, name them here.
+  TORCH_CHECK(torch::enumtype::get_enum_name(o.padding_mode()) == "kZeros",
+              "conv_forward: expected a Conv2d with zero padding");
   const auto& w = conv->weight;
   torch::ExpandingArray<2> dilation = o.dilation();
   if (x.device().is_cpu() && w.size(2) == 1 && w.size(3) == 1)
     dilation = torch::ExpandingArray<2>(2);
-  return torch::conv2d(x, w, conv->bias, o.stride(), *padding, dilation, o.groups());
+  return torch::nn::functional::conv2d(x, w,
+                                       torch::nn::functional::Conv2dFuncOptions()
+                                           .bias(conv->bias)
+                                           .stride(o.stride())
+                                           .padding(o.padding())
+                                           .dilation(dilation)
+                                           .groups(o.groups()));
 }
 
 bool is_norm_kind(const std::string& kind) {

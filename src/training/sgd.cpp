@@ -62,8 +62,8 @@ void update(float* __restrict p, const float* __restrict grad, float* __restrict
 bool step_in_one_pass(torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& buf,
                       const SGDOptions& o) {
   const auto is_plain = [&](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
-           t.numel() == p.numel();
+    return t.device().is_cpu() && t.layout() == torch::kStrided &&
+           t.scalar_type() == torch::kFloat && t.is_contiguous() && t.numel() == p.numel();
   };
   const bool first = !buf.defined();
   if (o.momentum() == 0 || !is_plain(p) || !is_plain(grad) || (!first && !is_plain(buf)))

@@ -51,8 +51,8 @@ class Norm {
 /// undilated 1x1 stride-1 convolution of fewer than 16 images at one thread to its im2col +
 /// BLAS path, forward and backward, several times slower than oneDNN with a reference BLAS
 /// (Debian's default libblas: a ResNet-50 detector's step 3-4x slower); a dilated one always
-/// goes to oneDNN, to the same 1x1 kernel as at two threads. Only numeric zero padding (every
-/// zoo conv).
+/// goes to oneDNN, to the same 1x1 kernel as at two threads. Zero padding only (every zoo
+/// conv).
 torch::Tensor conv_forward(const torch::nn::Conv2d& conv, const torch::Tensor& x);
 
 /// The normalization kinds Norm accepts for a whole network (GroupNorm needs a group count).
