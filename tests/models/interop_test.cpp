@@ -24,6 +24,15 @@ int run_python(const std::string& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// Equal up to float rounding at the tensor's own scale: different convolution kernels (mgd
+// runs 1x1 convolutions on oneDNN; ATen, at one thread and two images, on im2col + BLAS)
+// round differently, and that compounds over 50 layers -- PyTorch's own ResNet-50 logits at 1
+// and 2 threads differ by 1e-6 of their largest value (6.7e-4 on 578 here).
+bool close_at_scale(const torch::Tensor& ours, const torch::Tensor& theirs) {
+  const double scale = theirs.abs().max().item<double>();
+  return torch::allclose(ours, theirs, 1e-4, 1e-4 + 1e-5 * scale);
+}
+
 class Interop : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -51,14 +60,14 @@ TEST_P(Interop, PythonWeightsGiveTheSameOutputsAndMgdWeightsLoadInPython) {
     net->eval();
     torch::NoGradGuard no_grad;
     auto f = net->extract(input);
-    EXPECT_TRUE(torch::allclose(f.logits, logits, 1e-4, 1e-4))
+    EXPECT_TRUE(close_at_scale(f.logits, logits))
         << "max diff " << (f.logits - logits).abs().max().item<float>();
     ASSERT_EQ(features.size(), f.pre_relu.size());
     for (size_t i = 0; i < features.size(); ++i) {
       const auto& ours = relu6_taps ? f.pre_relu[i] : f.post_relu[i];
       const auto& theirs = features[i].to_tensor();
       ASSERT_EQ(ours.sizes(), theirs.sizes()) << "position " << i;
-      EXPECT_TRUE(torch::allclose(ours, theirs, 1e-4, 1e-4))
+      EXPECT_TRUE(close_at_scale(ours, theirs))
           << "position " << i << ": max diff " << (ours - theirs).abs().max().item<float>();
     }
     // Back to Python: mgd writes the weights, torchvision loads them (strictly) and must

@@ -65,8 +65,10 @@ def check(name, path):
     with torch.no_grad():
         logits = model(io["input"])
     diff = (logits - io["logits"]).abs().max().item()
-    print(f"{name}: max |torchvision - mgd| = {diff:.3g}")
-    sys.exit(0 if diff < 1e-4 else 1)
+    # Float rounding at the logits' scale (see close_at_scale in tests/models/interop_test.cpp).
+    scale = io["logits"].abs().max().item()
+    print(f"{name}: max |torchvision - mgd| = {diff:.3g} (largest logit {scale:.3g})")
+    sys.exit(0 if diff < 1e-4 + 1e-5 * scale else 1)
 
 
 if __name__ == "__main__":
