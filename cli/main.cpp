@@ -12,6 +12,7 @@
 #include "mgd/data/scenes.h"
 #include "mgd/distributed/environment.h"
 #include "mgd/distributed/launch.h"
+#include "mgd/models/moco.h"
 #include "mgd/models/registry.h"
 #include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
@@ -194,6 +195,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   exporter->add_option("--in-channels", export_channels, "Input channels of the network")
       ->capture_default_str();
+  bool export_head = false;
+  int64_t export_dim = 128;
+  exporter->add_flag("--head", export_head,
+                     "With --task moco: the whole query encoder, its projection head included "
+                     "(MoCo's encoder_q names without the prefix): a teacher for `mgd distill "
+                     "--task moco`");
+  exporter->add_option("--moco-dim", export_dim, "With --head: output width of the head")
+      ->capture_default_str();
 
   mgd::distributed::LaunchOptions launch_opts;
   std::vector<std::string> launch_command;
@@ -267,6 +276,17 @@ int main(int argc, char** argv) {
     if (exporter->parsed()) {
       auto net = mgd::models::make_model(
           export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+      if (export_task == "moco" && export_head) {
+        mgd::models::MoCoEncoder encoder(mgd::models::MoCoEncoderOptions(export_arch)
+                                             .in_channels(export_channels)
+                                             .dim(export_dim));
+        mgd::models::load_moco_encoder(export_in, *encoder);
+        mgd::serialize::save_state_dict(export_out, *encoder);
+        std::cout << "wrote " << export_out << " (" << export_arch
+                  << " MoCo query encoder state_dict, head included)\n";
+        return 0;
+      }
+      TORCH_CHECK(!export_head, "--head is for --task moco only");
       if (export_task == "moco") {
         // MoCo's encoder without its projection head, as main_lincls.py loads it into a
         // torchvision ResNet (strict=False: fc is the classifier still to train).

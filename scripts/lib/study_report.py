@@ -4,9 +4,12 @@ figures) and accuracy.png (test top-1 per epoch: the median over seeds, the band
 With --metric AP (scripts/study --detection) the same for COCO's AP, into ap.png, with the
 other COCO figures (AP50, AP75, APs, APm, AR100) per run and per method beside it, the teacher
 from its own run (--teacher-run), and whether MGD's median AP beats the student alone's by more
-than the seeds' spread.
+than the seeds' spread. With --metric knn_acc1 (scripts/study --moco) the MoCo runs' kNN top-1,
+into knn.png, and with --linear-run NAME each run's linear evaluation (OUT/<method>/seed<S>/NAME,
+the teacher's OUT/teacher/NAME) as a second table; a verdict for each MGD method on both.
 
-usage: study_report.py OUT [--metric acc1|AP] [--teacher-run DIR] --methods M... --seeds S...
+usage: study_report.py OUT [--metric acc1|AP|knn_acc1] [--teacher-run DIR] [--linear-run NAME]
+                       --methods M... --seeds S...
        (OUT/<method>/seed<S>/metrics.jsonl; DIR relative to OUT)
 """
 import argparse
@@ -23,6 +26,12 @@ LABELS = {
     "mgd_rd": "MGD-RD",
     "mgd_amp_kd": "MGD-AMP + KD",
     "mgd_amp_ref": "MGD-AMP, reference tracking",
+}
+# The MoCo study's mgd_amp_ref is MGD with the reference's margins, not its tracking.
+MOCO_LABELS = {
+    "alone": "MoCo v2 alone",
+    "mgd_amp": "MoCo v2 + MGD-AMP",
+    "mgd_amp_ref": "MoCo v2 + MGD-AMP, reference margins",
 }
 
 # What the report says about each metric: the text of results.md, the keys of results.json,
@@ -46,6 +55,16 @@ PROFILES = {
         "axis": "AP (%)",
         "title": "AP per epoch (median over seeds; band: range)",
         "plot": "ap.png",
+    },
+    "knn_acc1": {
+        "caption": "Final kNN top-1 (%, k = 200 over the training images' features) on "
+                   "Fashion-MNIST's test set, ResNet-20 student trained by MoCo v2",
+        "teacher_key": "teacher_knn_top1",
+        "final_key": "final_knn_top1",
+        "teacher_label": "teacher ({arch})",
+        "axis": "kNN top-1 (%)",
+        "title": "kNN top-1 per epoch (median over seeds; band: range)",
+        "plot": "knn.png",
     },
 }
 # Detection's figures reported beside AP, each from the run's last evaluation.
@@ -77,15 +96,88 @@ def read_run(path, metric="acc1"):
     if os.path.exists(wall_path):
         with open(wall_path) as f:
             wall = int(f.read().strip() or 0)
-    arch = None
+    arch = teacher_arch = None
     config_path = os.path.join(path, "config.yaml")
     if os.path.exists(config_path):
         with open(config_path) as f:
             for line in f:
                 if line.startswith("arch: "):
                     arch = line.split(":", 1)[1].strip()
+                elif line.startswith("teacher_arch: "):
+                    teacher_arch = line.split(":", 1)[1].strip()
     return {"epochs": evals, "final": final, "teacher": teacher, "wall": wall, "last": last,
-            "arch": arch}
+            "arch": arch, "teacher_arch": teacher_arch}
+
+
+def verdict(label, base_label, median, base_median, spread, what):
+    """Whether a method's median beats the student alone's by more than the larger seed spread:
+    (its JSON record, its sentence)."""
+    gain = median - base_median
+    beats = gain > spread
+    text = (f"{label}: median {what} {median:.2f} vs {base_median:.2f} for {base_label}, "
+            f"{gain:+.2f}; the larger of the two seed spreads is {spread:.2f}, so the gain "
+            f"{'EXCEEDS' if beats else 'does NOT exceed'} the seed spread"
+            f"{'' if beats else ' (no evidence over seed noise)'}.")
+    return {"gain": gain, "spread": spread, "exceeds": beats}, text
+
+
+def linear_table(args, rows, summary):
+    """The MoCo study's linear evaluations: every run's final test top-1 (the teacher's first),
+    each method's median and spread, and a verdict per MGD method. Adds them to summary.
+    Returns (Markdown, missing runs)."""
+    missing, finals = [], {}
+    def final_of(d):
+        try:
+            r = read_run(d, "acc1")
+        except (OSError, ValueError, KeyError) as e:
+            missing.append(f"{d}: {e}")
+            return None
+        if r["final"] is None:
+            missing.append(f"{d}: unfinished (no summary in metrics.jsonl)")
+        return r
+    teacher = final_of(os.path.join(args.out, "teacher", args.linear_run))
+    for r in rows:
+        for s in args.seeds:
+            finals[(r["method"], s)] = final_of(
+                os.path.join(args.out, r["method"], "seed" + s, args.linear_run))
+    if missing:
+        return None, missing
+    seeds_hdr = " | ".join(f"seed {s}" for s in args.seeds)
+    out = ["Linear evaluation (a linear classifier on the frozen encoder), final test top-1 (%):",
+           "", f"| encoder | {seeds_hdr} | median | spread (max-min) | median - alone | wall / run |",
+           "|---" * (len(args.seeds) + 5) + "|"]
+    blank = " | ".join("" for _ in args.seeds)
+    out.append(f"| teacher ({teacher['arch']}) | {blank} | {teacher['final']:.2f} | | | "
+               f"{fmt_wall(teacher['wall'])} |")
+    summary["linear"] = {"teacher_top1": teacher["final"], "methods": []}
+    base = None
+    for r in rows:
+        vals = [finals[(r["method"], s)]["final"] for s in args.seeds]
+        walls = [finals[(r["method"], s)]["wall"] for s in args.seeds
+                 if finals[(r["method"], s)]["wall"] is not None]
+        med, spread = statistics.median(vals), max(vals) - min(vals)
+        rec = {"method": r["method"], "final_top1": dict(zip(args.seeds, vals)), "median": med,
+               "spread": spread}
+        if r["method"] == "alone":
+            base = rec
+        gain = "" if base is None else f"{med - base['median']:+.2f}"
+        wall = f"{statistics.mean(walls):.0f} s" if walls else ""
+        per_seed = " | ".join(f"{v:.2f}" for v in vals)
+        out.append(f"| {r['label']} | {per_seed} | **{med:.2f}** | {spread:.2f} | {gain} | {wall} |")
+        summary["linear"]["methods"].append(rec)
+    out.append("")
+    verdicts = []
+    if base is not None:
+        for rec, r in zip(summary["linear"]["methods"], rows):
+            if not r["method"].startswith("mgd"):
+                continue
+            v, text = verdict(r["label"], "MoCo alone", rec["median"], base["median"],
+                              max(rec["spread"], base["spread"]), "linear top-1")
+            v["method"] = r["method"]
+            verdicts.append(v)
+            out += [text, ""]
+    summary["linear"]["verdicts"] = verdicts
+    return "\n".join(out), []
 
 
 def fmt_wall(seconds):
@@ -127,16 +219,11 @@ def coco_tables(args, runs, rows, teacher_run, summary):
         base = by_method["alone"]
         for m in [m for m in by_method if m.startswith("mgd")]:
             r = by_method[m]
-            gain = r["median"] - base["median"]
-            spread = max(r["spread"], base["spread"])
-            beats = gain > spread
-            verdicts.append({"method": m, "gain": gain, "spread": spread, "exceeds": beats})
-            out.append(
-                f"{r['label']}: median AP {r['median']:.2f} vs {base['median']:.2f} for the "
-                f"student alone, {gain:+.2f}; the larger of the two seed spreads is {spread:.2f}, "
-                f"so the gain {'EXCEEDS' if beats else 'does NOT exceed'} the seed spread"
-                f"{'' if beats else ' (no evidence over seed noise)'}.")
-            out.append("")
+            v, text = verdict(r["label"], "the student alone", r["median"], base["median"],
+                              max(r["spread"], base["spread"]), "AP")
+            v["method"] = m
+            verdicts.append(v)
+            out += [text, ""]
     summary["verdicts"] = verdicts
     return "\n".join(out)
 
@@ -145,7 +232,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--metric", default="acc1", choices=sorted(PROFILES),
-                    help="acc1 (classification) or AP (detection)")
+                    help="acc1 (classification), AP (detection) or knn_acc1 (MoCo)")
+    ap.add_argument("--linear-run", default=None,
+                    help="MoCo: each run's linear evaluation, in this subfolder of its run (and "
+                         "of OUT/teacher)")
     ap.add_argument("--teacher-run", default=None,
                     help="the teacher's own run (relative to OUT): its final metric is the "
                          "teacher's row (default: the students' teacher evaluations)")
@@ -194,7 +284,7 @@ def main():
         med = statistics.median(finals)
         rows.append({
             "method": m,
-            "label": LABELS.get(m, m),
+            "label": (MOCO_LABELS if args.metric == "knn_acc1" else LABELS).get(m, m),
             prof["final_key"]: dict(zip(args.seeds, finals)),
             "median": med,
             "min": min(finals),
@@ -211,7 +301,9 @@ def main():
     ]
     if teacher is not None:
         blank = " | ".join("" for _ in args.seeds)
-        label = prof["teacher_label"].format(arch=(teacher_run or {}).get("arch"))
+        arch = (teacher_run or {}).get("arch") or next(
+            (r["teacher_arch"] for r in runs.values() if r["teacher_arch"]), None)
+        label = prof["teacher_label"].format(arch=arch)
         lines.append(f"| {label} | {blank} | {teacher:.2f} | | | |")
     for r in rows:
         per_seed = " | ".join(f"{r[prof['final_key']][s]:.2f}" for s in args.seeds)
@@ -229,6 +321,24 @@ def main():
                "total_wall_seconds": total_wall}
     if args.metric == "AP":
         table += "\n" + coco_tables(args, runs, rows, teacher_run, summary)
+    if args.metric == "knn_acc1":
+        by_method = {r["method"]: r for r in rows}
+        knn_verdicts = []
+        if "alone" in by_method:
+            base_row = by_method["alone"]
+            for r in [r for r in rows if r["method"].startswith("mgd")]:
+                v, text = verdict(r["label"], "MoCo alone", r["median"], base_row["median"],
+                                  max(r["spread"], base_row["spread"]), "kNN top-1")
+                v["method"] = r["method"]
+                knn_verdicts.append(v)
+                table += "\n" + text + "\n"
+        summary["verdicts"] = knn_verdicts
+    if args.linear_run is not None:
+        text, missing = linear_table(args, rows, summary)
+        if missing:
+            print("study_report: incomplete study:\n  " + "\n  ".join(missing), file=sys.stderr)
+            return 1
+        table += "\n" + text
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(f"{prof['caption']}; "
                 f"{n_runs} runs, {total_wall} s of run wall time in all.\n\n" + table)

@@ -349,6 +349,26 @@ TEST_F(MoCoTask, TheLinearProtocolTrainsOnlyTheClassifierOnTheFrozenEncoder) {
   EXPECT_EQ(static_cast<int64_t>(plain.size()), body);
   EXPECT_TRUE(torch::equal(plain["layer3.2.bn2.running_mean"],
                            encoder["encoder_q.layer3.2.bn2.running_mean"]));
+  // With --head: the whole query encoder under its own names (a teacher file, as the MoCo
+  // demo ships one): every encoder_q.* tensor, unchanged, and nothing else.
+  const std::string whole = *dir_ / "encoder_head.pth";
+  ASSERT_EQ(mgd::testing::run({MGD_CLI, "export", "--task", "moco", "--head", "--moco-dim", "16",
+                               "--arch", "resnet20", "--in-channels", "1", "--checkpoint",
+                               moco + "/checkpoint.pth", "-o", whole},
+                              {whole + ".log"}),
+            0)
+      << read(whole + ".log");
+  const auto with_head = mgd::serialize::load_state_dict(whole);
+  int64_t query = 0;
+  for (const auto& item : encoder) {
+    if (item.key().rfind("encoder_q.", 0) != 0) continue;
+    ++query;
+    const auto name = item.key().substr(10);
+    ASSERT_TRUE(with_head.contains(name)) << name;
+    EXPECT_TRUE(torch::equal(with_head[name], item.value())) << name;
+  }
+  EXPECT_EQ(static_cast<int64_t>(with_head.size()), query);
+  EXPECT_EQ(with_head["fc.2.weight"].sizes(), (std::vector<int64_t>{16, 64}));
 
   // Without the pretrained body: one clear error.
   const std::string bad_log = *dir_ / "linear_bad.log";
