@@ -81,9 +81,9 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_json.h"
 #include "bench_util.h"
-#include "python_twin.h"
 #include "mgd/distiller/distiller.h"
 #include "mgd/distiller/padding.h"
 #include "mgd/models/detection/nms.h"
@@ -93,6 +93,7 @@
 #include "mgd/training/sgd.h"
 #include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
+#include "python_twin.h"
 
 namespace {
 
@@ -124,17 +125,6 @@ struct Settings {
   bool nms = true, step = true, distill = true;
   std::string only_case, json;
 };
-
-template <class T>
-std::vector<T> split_list(const std::string& s, T (*parse)(const std::string&)) {
-  std::vector<T> parts;
-  std::string part;
-  std::istringstream in(s);
-  while (std::getline(in, part, ',')) {
-    if (!part.empty()) parts.push_back(parse(part));
-  }
-  return parts;
-}
 
 std::string arch_of(const std::string& net) {
   return net == "r18" ? "resnet18" : net == "r50" ? "resnet50" : "";
@@ -748,79 +738,55 @@ int usage(const char* argv0) {
   return 2;
 }
 
-int parse_int(const std::string& s) {
-  return std::atoi(s.c_str());
-}
-int64_t parse_int64(const std::string& s) {
-  return std::atoll(s.c_str());
-}
-std::string parse_string(const std::string& s) {
-  return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
-  int mode = 0;  // 1 quick, 2 smoke
-  int reps = -1, warmup = -1;
   int64_t size = -1, batch = -1;
   std::vector<std::string> nets;
   std::vector<int64_t> boxes;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
-    if (arg == "--quick") {
-      mode = 1;
-    } else if (arg == "--smoke") {
-      mode = 2;
-    } else if (arg == "--reps") {
-      reps = std::atoi(value().c_str());
-      if (reps < 1) return usage(argv[0]);
-    } else if (arg == "--warmup") {
-      warmup = std::atoi(value().c_str());
-      if (warmup < 0) return usage(argv[0]);
-    } else if (arg == "--threads") {
-      s.threads = split_list<int>(value(), parse_int);
-      if (s.threads.empty() ||
-          std::any_of(s.threads.begin(), s.threads.end(), [](int t) { return t < 1; }))
-        return usage(argv[0]);
-    } else if (arg == "--nets") {
-      nets = split_list<std::string>(value(), parse_string);
-      if (nets.empty()) return usage(argv[0]);
-    } else if (arg == "--size") {
-      size = std::atoll(value().c_str());
-      if (size < 32) return usage(argv[0]);
-    } else if (arg == "--batch") {
-      batch = std::atoll(value().c_str());
-      if (batch < 1) return usage(argv[0]);
-    } else if (arg == "--boxes") {
-      boxes = split_list<int64_t>(value(), parse_int64);
-      if (boxes.empty() || std::any_of(boxes.begin(), boxes.end(), [](int64_t n) { return n < 1; }))
-        return usage(argv[0]);
-    } else if (arg == "--no-nms") {
-      s.nms = false;
-    } else if (arg == "--no-step") {
-      s.step = false;
-    } else if (arg == "--no-distill") {
-      s.distill = false;
-    } else if (arg == "--tracking-images") {
-      s.tracking_images = std::atoll(value().c_str());
-      if (s.tracking_images < 1) return usage(argv[0]);
-    } else if (arg == "--case") {
-      s.only_case = value();
-    } else if (arg == "--json") {
-      s.json = value();
-    } else {
-      return usage(argv[0]);
-    }
-  }
-  if (mode == 1) {
+  mgd::bench::Args args(/*smoke=*/true);
+  args.option("--threads", [&](const std::string& v) {
+    s.threads = mgd::bench::thread_list(v);
+    return !s.threads.empty();
+  });
+  args.option("--nets", [&](const std::string& v) {
+    nets = mgd::bench::split_list<std::string>(v, [](const std::string& p) { return p; });
+    return !nets.empty();
+  });
+  args.option("--size", [&](const std::string& v) {
+    size = std::atoll(v.c_str());
+    return size >= 32;
+  });
+  args.option("--batch", [&](const std::string& v) {
+    batch = std::atoll(v.c_str());
+    return batch >= 1;
+  });
+  args.option("--boxes", [&](const std::string& v) {
+    boxes = mgd::bench::split_list<int64_t>(
+        v, [](const std::string& p) { return static_cast<int64_t>(std::atoll(p.c_str())); });
+    return !boxes.empty() &&
+           std::none_of(boxes.begin(), boxes.end(), [](int64_t n) { return n < 1; });
+  });
+  args.flag("--no-nms", [&] { s.nms = false; });
+  args.flag("--no-step", [&] { s.step = false; });
+  args.flag("--no-distill", [&] { s.distill = false; });
+  args.option("--tracking-images", [&](const std::string& v) {
+    s.tracking_images = std::atoll(v.c_str());
+    return s.tracking_images >= 1;
+  });
+  args.option("--case", [&](const std::string& v) {
+    s.only_case = v;
+    return true;
+  });
+  if (!args.parse(argc, argv)) return usage(argv[0]);
+  s.json = args.json;
+  if (args.mode == mgd::bench::Args::kQuick) {
     s.reps = 3;
     s.warmup = 1;
     s.nets = {"r18"};
     s.boxes = {2000};
-  } else if (mode == 2) {
+  } else if (args.mode == mgd::bench::Args::kSmoke) {
     s.reps = 1;
     s.warmup = 0;
     s.nets = {"r18"};
@@ -829,8 +795,8 @@ int main(int argc, char** argv) {
     s.batch = 2;
     s.tracking_images = 4;
   }
-  if (reps > 0) s.reps = reps;
-  if (warmup >= 0) s.warmup = warmup;
+  if (args.reps > 0) s.reps = args.reps;
+  if (args.warmup >= 0) s.warmup = args.warmup;
   if (size > 0) s.size = size;
   if (batch > 0) s.batch = batch;
   if (!nets.empty()) s.nets = nets;

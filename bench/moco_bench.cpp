@@ -10,8 +10,8 @@
 // (encoders and queue; load_state_dict, strict), on one fixed pair of views (--batch 32 images
 // of --size 64 px, normal noise). A step: query features, keys without a graph (after the
 // key encoder's momentum update), logits against the queue, InfoNCE, zero_grad, backward,
-// SGD (momentum 0.9, weight decay 1e-4, no Nesterov: MoCo's; mgd's tensor-ops update, bit
-// for bit torch.optim.SGD's), the keys enqueued. One BatchNorm group on both sides (the
+// SGD (momentum 0.9, weight decay 1e-4, no Nesterov: MoCo's; mgd's one-pass update, the MoCo
+// task's default), the keys enqueued. One BatchNorm group on both sides (the
 // official code shuffles keys across GPUs; one process has nothing to shuffle). Both sides'
 // first-step losses must agree to 1e-4 relative (exit 1 otherwise).
 //
@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_json.h"
 #include "bench_util.h"
 #include "mgd/distiller/distiller.h"
@@ -77,7 +78,11 @@ torch::Tensor unit(const torch::Tensor& x) {
 }
 
 mgd::training::SGDOptions moco_sgd() {
-  return mgd::training::SGDOptions(kLearningRate).momentum(0.9).weight_decay(1e-4).nesterov(false);
+  return mgd::training::SGDOptions(kLearningRate)
+      .momentum(0.9)
+      .weight_decay(1e-4)
+      .nesterov(false)
+      .one_pass(true);
 }
 
 class MoCoCase {
@@ -243,58 +248,33 @@ int usage(const char* argv0) {
 
 int main(int argc, char** argv) {
   Settings s;
-  int mode = 0, reps = -1, warmup = -1;
   int64_t size = -1, batch = -1;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
-    if (arg == "--quick") {
-      mode = 1;
-    } else if (arg == "--smoke") {
-      mode = 2;
-    } else if (arg == "--reps") {
-      reps = std::atoi(value().c_str());
-      if (reps < 1) return usage(argv[0]);
-    } else if (arg == "--warmup") {
-      warmup = std::atoi(value().c_str());
-      if (warmup < 0) return usage(argv[0]);
-    } else if (arg == "--threads") {
-      s.threads.clear();
-      std::string list = value(), part;
-      for (size_t at = 0; at <= list.size(); ++at) {
-        if (at == list.size() || list[at] == ',') {
-          if (!part.empty()) s.threads.push_back(std::atoi(part.c_str()));
-          part.clear();
-        } else {
-          part.push_back(list[at]);
-        }
-      }
-      if (s.threads.empty()) return usage(argv[0]);
-      for (int t : s.threads)
-        if (t < 1) return usage(argv[0]);
-    } else if (arg == "--size") {
-      size = std::atoll(value().c_str());
-      if (size < 32) return usage(argv[0]);
-    } else if (arg == "--batch") {
-      batch = std::atoll(value().c_str());
-      if (batch < 2 || kQueue % batch != 0) return usage(argv[0]);
-    } else if (arg == "--json") {
-      s.json = value();
-    } else {
-      return usage(argv[0]);
-    }
-  }
-  if (mode == 1) {
+  mgd::bench::Args args(/*smoke=*/true);
+  args.option("--threads", [&](const std::string& v) {
+    s.threads = mgd::bench::thread_list(v);
+    return !s.threads.empty();
+  });
+  args.option("--size", [&](const std::string& v) {
+    size = std::atoll(v.c_str());
+    return size >= 32;
+  });
+  args.option("--batch", [&](const std::string& v) {
+    batch = std::atoll(v.c_str());
+    return batch >= 2 && kQueue % batch == 0;
+  });
+  if (!args.parse(argc, argv)) return usage(argv[0]);
+  s.json = args.json;
+  if (args.mode == mgd::bench::Args::kQuick) {
     s.reps = 3;
     s.warmup = 1;
-  } else if (mode == 2) {
+  } else if (args.mode == mgd::bench::Args::kSmoke) {
     s.reps = 1;
     s.warmup = 0;
     s.size = 32;
     s.batch = 8;
   }
-  if (reps > 0) s.reps = reps;
-  if (warmup >= 0) s.warmup = warmup;
+  if (args.reps > 0) s.reps = args.reps;
+  if (args.warmup >= 0) s.warmup = args.warmup;
   if (size > 0) s.size = size;
   if (batch > 0) s.batch = batch;
 

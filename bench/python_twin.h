@@ -1,6 +1,7 @@
-// What the benchmarks with a persistent Python twin share (detection_bench, moco_bench): the
-// twin over a pipe (bench/python/SCRIPT --serve --threads N; every answer "ok NUMBERS..." or
-// an error), a temporary directory for the files both sides read, relative differences.
+// What the benchmarks with a persistent Python twin share (step_bench, detection_bench,
+// moco_bench): the twin over a pipe (bench/python/SCRIPT --serve --threads N, serving with
+// bench/python/twin_server.py: every answer "ok NUMBERS..." or an error), a temporary directory for
+// the files both sides read, relative differences.
 #pragma once
 
 #include <stdlib.h>
@@ -23,10 +24,12 @@ inline double relative_difference(double a, double b) {
 
 class PythonTwin {
  public:
-  /// Starts /usr/bin/python3 bench/python/`script` --serve --threads `threads`.
-  PythonTwin(const std::string& script, int threads, const std::string& needs)
+  /// Starts /usr/bin/python3 bench/python/`script` --serve --threads `threads` `flags`...
+  /// (`needs`: what the message of a failed start says the script needs).
+  PythonTwin(const std::string& script, int threads, const std::string& needs,
+             const std::vector<std::string>& flags = {})
       : server_(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/" + script,
-                {"--threads", std::to_string(threads)}, needs) {}
+                args(threads, flags), needs) {}
 
   bool ok() const { return server_.ok(); }
   const std::string& error() const { return server_.error(); }
@@ -47,6 +50,12 @@ class PythonTwin {
   }
 
  private:
+  static std::vector<std::string> args(int threads, const std::vector<std::string>& flags) {
+    std::vector<std::string> all = {"--threads", std::to_string(threads)};
+    all.insert(all.end(), flags.begin(), flags.end());
+    return all;
+  }
+
   mgd::testing::PythonServer server_;
 };
 

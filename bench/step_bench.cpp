@@ -59,14 +59,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "bench_json.h"
 #include "bench_util.h"
 #include "mgd/distiller/distiller.h"
-#include "support/python_server.h"
 #include "mgd/models/registry.h"
 #include "mgd/training/sgd.h"
 #include "mgd/util/memory.h"
 #include "mgd/util/threads.h"
+#include "python_twin.h"
 
 namespace {
 
@@ -106,42 +107,6 @@ int64_t parameter_count(torch::nn::Module& m) {
   for (const auto& p : m.parameters()) n += p.numel();
   return n;
 }
-
-// bench/python/mgd_step.py --serve, fed one command per line over a pipe.
-// bench/python/mgd_step.py served over a pipe: every answer is "ok NUMBERS..." or an error.
-class PyTorchTwin {
- public:
-  PyTorchTwin(const std::string& python, const std::string& script, int threads,
-              bool teacher_graph)
-      : server_(python, script, twin_args(threads, teacher_graph),
-                "the baseline needs it, with torch, torchvision, scipy") {}
-
-  bool ok() const { return server_.ok(); }
-  const std::string& error() const { return server_.error(); }
-  const std::string& version() const { return server_.version(); }
-
-  /// Sends one command; returns its answer's numbers, or throws with the answer.
-  std::vector<double> ask(const std::string& command) {
-    TORCH_CHECK(server_.ok(), "the Python server is not running: ", server_.error());
-    const std::string answer = server_.ask(command);
-    std::istringstream in(answer.rfind("ok", 0) == 0 ? answer.substr(2) : answer);
-    std::vector<double> numbers;
-    double v;
-    while (in >> v) numbers.push_back(v);
-    TORCH_CHECK(!answer.empty() && answer.rfind("error", 0) != 0 && (in.eof()),
-                "Python server, '", command, "': ", answer.empty() ? "no answer" : answer);
-    return numbers;
-  }
-
- private:
-  static std::vector<std::string> twin_args(int threads, bool teacher_graph) {
-    std::vector<std::string> args = {"--threads", std::to_string(threads)};
-    if (teacher_graph) args.push_back("--teacher-graph");
-    return args;
-  }
-
-  mgd::testing::PythonServer server_;
-};
 
 mgd::FeatureNet make_net(const std::string& arch, const Pair& p) {
   return mgd::models::make_model(
@@ -231,7 +196,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
 // each other, the Python process idle): the distiller's overhead compares steps of one process,
 // without the other process's steps evicting caches in between.
 void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const Settings& s,
-                 PyTorchTwin& py, std::map<std::string, double>* cpp_med,
+                 mgd::bench::PythonTwin& py, std::map<std::string, double>* cpp_med,
                  std::map<std::string, double>* py_med,
                  std::map<std::string, double>* own_med = nullptr) {
   torch::manual_seed(0);
@@ -303,8 +268,9 @@ void bench_steps(const Pair& pair, const std::vector<std::string>& kinds, const 
 // One tracking pass over `images` images + the AMP solve; medians of images/s.
 // *cpp_forward_ms: the median over the same batches of the two forward passes alone (eval
 // mode, no autograd), per batch: what a tracking pass cannot do without.
-void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double* cpp_rate,
-                    double* py_rate, double* cpp_solve_ms, double* cpp_forward_ms) {
+void bench_matching(const Pair& pair, const Settings& s, mgd::bench::PythonTwin& py,
+                    double* cpp_rate, double* py_rate, double* cpp_solve_ms,
+                    double* cpp_forward_ms) {
   torch::manual_seed(0);
   mgd::FeatureNet teacher = make_net(pair.teacher, pair);
   torch::manual_seed(2);
@@ -354,7 +320,6 @@ void bench_matching(const Pair& pair, const Settings& s, PyTorchTwin& py, double
   *cpp_solve_ms = 1e3 * median(solve_t);
 }
 
-
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick] [--reps N] [--warmup N] [--threads N] [--pairs A,B] "
@@ -377,53 +342,45 @@ void print_line(const Entry& e) {
 
 int main(int argc, char** argv) {
   Settings s;
-  bool quick = false;
-  int reps = -1, warmup = -1, matching_reps = -1;
+  int matching_reps = -1;
   int64_t tracking = -1;
-  for (int a = 1; a < argc; ++a) {
-    const std::string arg = argv[a];
-    auto value = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
-    if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--reps") {
-      reps = std::atoi(value().c_str());
-      if (reps < 1) return usage(argv[0]);
-    } else if (arg == "--warmup") {
-      warmup = std::atoi(value().c_str());
-      if (warmup < 0) return usage(argv[0]);
-    } else if (arg == "--threads") {
-      s.threads = std::atoi(value().c_str());
-      if (s.threads < 1) return usage(argv[0]);
-    } else if (arg == "--pairs") {
-      s.pairs = split(value(), ',');
-    } else if (arg == "--tracking-images") {
-      tracking = std::atoll(value().c_str());
-      if (tracking < 1) return usage(argv[0]);
-    } else if (arg == "--matching-reps") {
-      matching_reps = std::atoi(value().c_str());
-      if (matching_reps < 1) return usage(argv[0]);
-    } else if (arg == "--no-matching") {
-      s.matching = false;
-    } else if (arg == "--teacher-graph") {
-      s.teacher_graph = true;
-    } else if (arg == "--profile") {
-      s.profile = value();
-    } else if (arg == "--case") {
-      s.only_case = value();
-    } else if (arg == "--json") {
-      s.json = value();
-    } else {
-      return usage(argv[0]);
-    }
-  }
-  if (quick) {
+  mgd::bench::Args args(/*smoke=*/false);
+  args.option("--threads", [&](const std::string& v) {
+    s.threads = std::atoi(v.c_str());
+    return s.threads >= 1;
+  });
+  args.option("--pairs", [&](const std::string& v) {
+    s.pairs = split(v, ',');
+    return true;
+  });
+  args.option("--tracking-images", [&](const std::string& v) {
+    tracking = std::atoll(v.c_str());
+    return tracking >= 1;
+  });
+  args.option("--matching-reps", [&](const std::string& v) {
+    matching_reps = std::atoi(v.c_str());
+    return matching_reps >= 1;
+  });
+  args.flag("--no-matching", [&] { s.matching = false; });
+  args.flag("--teacher-graph", [&] { s.teacher_graph = true; });
+  args.option("--profile", [&](const std::string& v) {
+    s.profile = v;
+    return true;
+  });
+  args.option("--case", [&](const std::string& v) {
+    s.only_case = v;
+    return true;
+  });
+  if (!args.parse(argc, argv)) return usage(argv[0]);
+  s.json = args.json;
+  if (args.mode == mgd::bench::Args::kQuick) {
     s.reps = 3;
     s.warmup = 1;
     s.matching_reps = 2;
     s.tracking_images = 64;
   }
-  if (reps > 0) s.reps = reps;
-  if (warmup >= 0) s.warmup = warmup;
+  if (args.reps > 0) s.reps = args.reps;
+  if (args.warmup >= 0) s.warmup = args.warmup;
   if (matching_reps > 0) s.matching_reps = matching_reps;
   if (tracking > 0) s.tracking_images = tracking;
 
@@ -449,8 +406,10 @@ int main(int argc, char** argv) {
   }
 
   // The Python process starts before any network exists here (fork copies nothing large).
-  PyTorchTwin py(MGD_PYTHON, std::string(MGD_SOURCE_DIR) + "/bench/python/mgd_step.py",
-                  s.threads, s.teacher_graph);
+  std::vector<std::string> twin_flags;
+  if (s.teacher_graph) twin_flags.push_back("--teacher-graph");
+  mgd::bench::PythonTwin py("mgd_step.py", s.threads,
+                            "the baseline needs it, with torch, torchvision, scipy", twin_flags);
   if (!py.ok()) {
     std::fprintf(stderr, "step_bench: %s\n", py.error().c_str());
     return 1;

@@ -154,8 +154,8 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
       ->group("Training");
   b.add("--sgd-update", o.sgd_update,
         "SGD's update: one-pass (one loop per float parameter, faster, its own float rounding), "
-        "tensor-ops (LibTorch's ops, earlier releases' rounding) or auto (detection one-pass, "
-        "else tensor-ops)")
+        "tensor-ops (LibTorch's ops, earlier releases' rounding) or auto (detection and moco "
+        "one-pass, else tensor-ops)")
       ->check(CLI::IsMember({"auto", "one-pass", "tensor-ops"}))
       ->group("Training");
   b.add("--lr-schedule", o.lr_schedule, "step (multi-step drops) or cosine")

@@ -58,6 +58,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
 from mgd_nets import _last_norm, stage_taps  # noqa: E402
 from mgd_step import Distiller  # noqa: E402
+import twin_server  # noqa: E402
 
 LOSS_FACTOR = 5e7  # the reference's detection factor, per image
 DIVISORS = [1.0, 1.0, 0.1, 0.1]  # C2-C5
@@ -264,18 +265,9 @@ class Server:
 def serve(threads):
     torch.set_num_threads(threads)
     server = Server()
-    print("ready torch %s torchvision %s threads %d" %
-          (torch.__version__, torchvision.__version__, torch.get_num_threads()), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            return
-        try:
-            print("ok " + server.answer(words), flush=True)
-        except Exception as e:  # report, keep serving
-            print("error: %s: %s" % (type(e).__name__, str(e).replace("\n", " ")), flush=True)
+    twin_server.serve("torch %s torchvision %s threads %d" %
+                      (torch.__version__, torchvision.__version__, torch.get_num_threads()),
+                      server.answer)
 
 
 def main():

@@ -22,12 +22,12 @@ Server (driven by step_bench):  mgd_step.py --serve --threads N
     setup PAIR KIND           -> "ok T S"    builds (KIND plain|amp|sm); for amp/sm tracks
                                              2 batches and solves, untimed; T and S: the
                                              teacher's and student's parameter counts
-    step PAIR KIND            -> "SECONDS LOSS"
-    matching PAIR IMAGES      -> "SECONDS COST"  one tracking pass over IMAGES images + solve
+    step PAIR KIND            -> "ok SECONDS LOSS"
+    matching PAIR IMAGES      -> "ok SECONDS COST"  one tracking pass over IMAGES images + solve
                                              (AMP matching), COST the mean matched cost
-    rss                       -> "KB"        peak resident set size of this process
+    rss                       -> "ok KB"     peak resident set size of this process
     quit
-  Errors answer "error: ...".
+  Errors answer "error: ..." (bench/python/twin_server.py's protocol).
 Standalone:  mgd_step.py --pair r50_r18 --kind amp [--reps 5] [--threads 2]
 """
 import argparse
@@ -46,6 +46,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from scipy.special import ndtr  # noqa: E402
 
 from mgd_nets import PAIRS  # noqa: E402
+import twin_server  # noqa: E402
 
 LOSS_FACTOR = 1e4
 LR = 1e-4  # small: random networks give large losses, and the cost does not depend on it
@@ -269,27 +270,20 @@ def peak_rss_kb():
 
 def serve(threads, teacher_graph):
     bench = Bench(teacher_graph)
-    print("ready torch %s threads %d" % (torch.__version__, torch.get_num_threads()), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        try:
-            if words[0] == "setup" and len(words) == 3:
-                case = bench.case(words[1], words[2])
-                print("ok %d %d" % (count(case.teacher), count(case.student)), flush=True)
-            elif words[0] == "step" and len(words) == 3:
-                print("%r %r" % bench.step(words[1], words[2]), flush=True)
-            elif words[0] == "matching" and len(words) == 3:
-                print("%r %r" % bench.matching(words[1], int(words[2])), flush=True)
-            elif words[0] == "rss":
-                print(peak_rss_kb(), flush=True)
-            elif words[0] == "quit":
-                return
-            else:
-                print("error: bad command: " + line.strip(), flush=True)
-        except Exception as e:  # report, keep serving
-            print("error: %s: %s" % (type(e).__name__, str(e).replace("\n", " ")), flush=True)
+
+    def answer(words):
+        if words[0] == "setup" and len(words) == 3:
+            case = bench.case(words[1], words[2])
+            return "%d %d" % (count(case.teacher), count(case.student))
+        if words[0] == "step" and len(words) == 3:
+            return "%r %r" % bench.step(words[1], words[2])
+        if words[0] == "matching" and len(words) == 3:
+            return "%r %r" % bench.matching(words[1], int(words[2]))
+        if words[0] == "rss" and len(words) == 1:
+            return "%d" % peak_rss_kb()
+        raise ValueError("bad command: " + " ".join(words))
+
+    twin_server.serve("torch %s threads %d" % (torch.__version__, torch.get_num_threads()), answer)
 
 
 def main():

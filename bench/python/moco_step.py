@@ -19,13 +19,14 @@ Server:  moco_step.py --serve --threads N
     quit
 """
 import argparse
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+
+import twin_server
 
 
 class MoCo(nn.Module):
@@ -91,30 +92,23 @@ class Case:
 
 def serve(threads):
     torch.set_num_threads(threads)
-    case = None
-    print("ready torch %s threads %d" % (torch.__version__, torch.get_num_threads()), flush=True)
-    for line in sys.stdin:
-        w = line.split()
-        if not w:
-            continue
-        if w[0] == "quit":
-            return
-        try:
-            if w[0] == "threads" and len(w) == 2:
-                torch.set_num_threads(int(w[1]))
-                answer = "%d" % torch.get_num_threads()
-            elif w[0] == "setup" and len(w) == 8:
-                case = Case(w[1], int(w[2]), int(w[3]), float(w[4]), float(w[5]), w[6], float(w[7]))
-                answer = "%d" % sum(p.numel() for p in case.model.encoder_q.parameters())
-            elif w[0] == "step" and len(w) == 1:
-                start = time.perf_counter()
-                loss = case.step()
-                answer = "%r %r" % (time.perf_counter() - start, loss)
-            else:
-                raise ValueError("bad command: " + line.strip())
-            print("ok " + answer, flush=True)
-        except Exception as e:  # report, keep serving
-            print("error: %s: %s" % (type(e).__name__, str(e).replace("\n", " ")), flush=True)
+    state = {"case": None}
+
+    def answer(w):
+        if w[0] == "threads" and len(w) == 2:
+            torch.set_num_threads(int(w[1]))
+            return "%d" % torch.get_num_threads()
+        if w[0] == "setup" and len(w) == 8:
+            state["case"] = Case(w[1], int(w[2]), int(w[3]), float(w[4]), float(w[5]), w[6],
+                                 float(w[7]))
+            return "%d" % sum(p.numel() for p in state["case"].model.encoder_q.parameters())
+        if w[0] == "step" and len(w) == 1:
+            start = time.perf_counter()
+            loss = state["case"].step()
+            return "%r %r" % (time.perf_counter() - start, loss)
+        raise ValueError("bad command: " + " ".join(w))
+
+    twin_server.serve("torch %s threads %d" % (torch.__version__, torch.get_num_threads()), answer)
 
 
 def main():

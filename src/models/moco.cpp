@@ -23,6 +23,35 @@ torch::Tensor moco_logits(const torch::Tensor& q, const torch::Tensor& k,
   return torch::cat({l_pos, l_neg}, 1) / temperature;
 }
 
+namespace {
+
+// key = key * m + query * (1 - m) over contiguous float32 CPU tensors in one pass (the tensor
+// expression makes three passes and allocates two temporaries), with the expression's three
+// roundings: each product rounded to float, then their sum (this file is compiled with
+// -ffp-contract=off, so no multiply-add fuses them). False when the tensors do not qualify.
+bool momentum_in_one_pass(torch::Tensor& key, const torch::Tensor& query, double m) {
+  const auto is_plain = [&](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.layout() == torch::kStrided &&
+           t.scalar_type() == torch::kFloat && t.is_contiguous() && t.numel() == key.numel();
+  };
+  if (!is_plain(key) || !is_plain(query)) return false;
+  // As ATen computes `tensor * double` on float tensors: the scalar converted to float first.
+  const auto a = static_cast<float>(m), b = static_cast<float>(1.0 - m);
+  float* __restrict kp = key.data_ptr<float>();
+  const float* __restrict qp = query.data_ptr<float>();
+  at::parallel_for(0, key.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float x = kp[i] * a;
+      const float y = qp[i] * b;
+      kp[i] = x + y;
+    }
+  });
+  torch::autograd::impl::bump_version(key);
+  return true;
+}
+
+}  // namespace
+
 void momentum_update(const std::vector<torch::Tensor>& key, const std::vector<torch::Tensor>& query,
                      double m) {
   TORCH_CHECK(key.size() == query.size(), "momentum_update: ", key.size(), " key tensors but ",
@@ -33,6 +62,8 @@ void momentum_update(const std::vector<torch::Tensor>& key, const std::vector<to
                 key[i].sizes(), " in the key encoder and ", query[i].sizes(),
                 " in the query encoder");
     // param_k * m + param_q * (1 - m): the same three roundings as MoCo's expression.
+    auto k = key[i];
+    if (momentum_in_one_pass(k, query[i], m)) continue;
     auto next = key[i] * m + query[i] * (1.0 - m);
     key[i].copy_(next);
   }

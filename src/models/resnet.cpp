@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "mgd/models/layers.h"
+#include "mgd/models/pooling.h"
 
 namespace mgd::models {
 namespace detail {
@@ -101,7 +102,7 @@ Features ResNetImpl::extract(const torch::Tensor& input) {
               "-channel images (B x C x H x W), got ", input.sizes());
   Features f;
   auto x = bn1_(detail::conv_forward(conv1_, input)).relu_();
-  if (config_.imagenet_stem) x = torch::max_pool2d(x, 3, 2, 1);
+  if (config_.imagenet_stem) x = detail::max_pool_3x3_s2(x);
   for (auto& stage : stages_) {
     torch::Tensor pre;
     for (size_t b = 0; b < stage.size(); ++b) {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "mgd/models/layers.h"
+#include "mgd/models/pooling.h"
 
 namespace mgd::models {
 namespace detail {
@@ -88,7 +89,7 @@ Features ShuffleNetV2Impl::extract(const torch::Tensor& input) {
               "-channel images (B x C x H x W), got ", input.sizes());
   Features f;
   // max-pool commutes with ReLU, so the pooled BN output is the stem's pre-ReLU map.
-  auto pre = torch::max_pool2d(bn1_(conv1_(input)), 3, 2, 1);
+  auto pre = detail::max_pool_3x3_s2(bn1_(conv1_(input)));
   f.pre_relu.push_back(pre);
   f.post_relu.push_back(torch::relu(pre));
   for (auto& stage : stages_) {

@@ -10,7 +10,10 @@
 namespace mgd::training {
 
 void resolve_task_defaults(TrainOptions& o) {
-  if (o.sgd_update == "auto") o.sgd_update = o.task == "detection" ? "one-pass" : "tensor-ops";
+  // One pass over each parameter where rounding differences do not undo an earlier claim: the
+  // classification recipes stay bit-identical to the tensor ops (and to the reference).
+  if (o.sgd_update == "auto")
+    o.sgd_update = o.task == "detection" || o.task == "moco" ? "one-pass" : "tensor-ops";
   if (o.task == "detection") {
     // The classification default names no detection data: COCO-format is the detector's.
     if (o.data_format == "fashion-mnist") o.data_format = "coco";

@@ -106,6 +106,27 @@ TEST(MoCoMomentum, HandSolvedAndEqualToPyTorchBitForBit) {
   EXPECT_TRUE(torch::equal(k[1], out.at("key").items()[1].to_tensor()));
 }
 
+// The one-pass update of large float tensors (several threads' chunks) equals the tensor
+// expression bit for bit; other dtypes and strided tensors take the expression itself.
+TEST(MoCoMomentum, OnePassEqualsTheExpressionBitForBit) {
+  torch::manual_seed(6);
+  const auto q = torch::randn({300001});
+  const auto k = torch::randn({300001});
+  for (const double m : {0.999, 0.99, 0.5, 0.0, 1.0}) {
+    std::vector<torch::Tensor> key = {k.clone()};
+    functional::momentum_update(key, {q}, m);
+    EXPECT_TRUE(torch::equal(key[0], k * m + q * (1.0 - m))) << m;
+  }
+  const auto kd = torch::randn({1000}, torch::kDouble), qd = torch::randn({1000}, torch::kDouble);
+  std::vector<torch::Tensor> key = {kd.clone()};
+  functional::momentum_update(key, {qd}, 0.999);
+  EXPECT_TRUE(torch::equal(key[0], kd * 0.999 + qd * (1.0 - 0.999)));
+  const auto kt = torch::randn({64, 48}), qt = torch::randn({48, 64}).t();  // q strided
+  std::vector<torch::Tensor> strided = {kt.clone()};
+  functional::momentum_update(strided, {qt}, 0.9);
+  EXPECT_TRUE(torch::equal(strided[0], kt * 0.9 + qt * (1.0 - 0.9)));
+}
+
 TEST(MoCoMomentum, TheModulesKeyEncoderStartsAsTheQueryEncoderAndFollowsIt) {
   torch::manual_seed(5);
   mgd::models::MoCo moco(

@@ -2,12 +2,14 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 
 #include "mgd/distiller/distiller.h"
+#include "mgd/models/pooling.h"
 #include "mgd/models/registry.h"
 
 namespace {
@@ -187,3 +189,44 @@ TEST(Models, ZooPairsDistill) {
 }
 
 }  // namespace
+
+// The stem's max pooling without a graph (mgd's separable loop) gives ATen's values on every
+// map size (odd, even, 1 and 2 wide), NaN included; with a graph, or on other dtypes and
+// layouts, it is ATen's own (and its gradient).
+TEST(Models, StemMaxPoolEqualsATen) {
+  torch::manual_seed(8);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{2, 3, 7, 9},
+                                                             {1, 2, 8, 8},
+                                                             {3, 1, 1, 1},
+                                                             {1, 4, 2, 2},
+                                                             {2, 2, 1, 5},
+                                                             {4, 64, 32, 32},
+                                                             {1, 3, 57, 56}}) {
+    auto x = torch::randn(shape);
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(
+        torch::equal(mgd::models::detail::max_pool_3x3_s2(x), torch::max_pool2d(x, 3, 2, 1)))
+        << x.sizes();
+  }
+  auto x = torch::randn({2, 3, 9, 9});
+  x[0][1][4][4] = std::numeric_limits<float>::quiet_NaN();  // inside four windows
+  x[1][2][0][0] = std::numeric_limits<float>::quiet_NaN();  // a corner
+  {
+    torch::NoGradGuard no_grad;
+    const auto mine = mgd::models::detail::max_pool_3x3_s2(x), aten = torch::max_pool2d(x, 3, 2, 1);
+    EXPECT_TRUE(torch::equal(mine.isnan(), aten.isnan()));
+    EXPECT_GT(mine.isnan().sum().item<int64_t>(), 4);
+    EXPECT_TRUE(torch::equal(mine.nan_to_num(0), aten.nan_to_num(0)));
+  }
+  // Strided and double inputs, and a graph: ATen's results and gradient.
+  const auto wide = torch::randn({2, 3, 11, 10}).transpose(2, 3);
+  EXPECT_TRUE(
+      torch::equal(mgd::models::detail::max_pool_3x3_s2(wide), torch::max_pool2d(wide, 3, 2, 1)));
+  const auto d = torch::randn({2, 3, 6, 7}, torch::kDouble);
+  EXPECT_TRUE(torch::equal(mgd::models::detail::max_pool_3x3_s2(d), torch::max_pool2d(d, 3, 2, 1)));
+  auto g = torch::randn({2, 3, 8, 8}).requires_grad_();
+  mgd::models::detail::max_pool_3x3_s2(g).sum().backward();
+  auto g2 = g.detach().clone().requires_grad_();
+  torch::max_pool2d(g2, 3, 2, 1).sum().backward();
+  EXPECT_TRUE(torch::equal(g.grad(), g2.grad()));
+}

@@ -149,6 +149,8 @@ TEST_F(MoCoTask, TrainsLogsKnnAndResumesBitForBitAfterSigkillThenDistillsWithMgd
   EXPECT_NE(config.find("moco_k: 48"), std::string::npos) << config;
   EXPECT_NE(config.find("lr_schedule: cosine"), std::string::npos) << config;  // MoCo's default
   EXPECT_NE(config.find("nesterov: false"), std::string::npos) << config;
+  // MoCo's default SGD update is the one-pass loop (the resume below is bit-exact with it).
+  EXPECT_NE(config.find("sgd_update: one-pass"), std::string::npos) << config;
   // The checkpoint holds the key encoder and the queue; 8 steps of 16 keys wrapped the queue
   // of 48 twice (128 = 2 x 48 + 32).
   const auto ckpt = mgd::serialize::load_file(reference + "/checkpoint.pth");
