@@ -3,9 +3,10 @@
 // each benchmark's own flags registered beside them. Torch-free, header-only.
 //
 //   mgd::bench::Args args(/*smoke=*/true);
-//   args.option("--size", [&](const std::string& v) { size = std::atoll(v.c_str()); return size >=
-//   32; }); args.flag("--no-nms", [&] { s.nms = false; }); if (!args.parse(argc, argv)) return
-//   usage(argv[0]); if (args.mode == Args::kQuick) ...; if (args.reps > 0) s.reps = args.reps;
+//   args.flag("--no-nms", [&] { s.nms = false; });
+//   args.option("--size", [&](const std::string& v) { return std::atoll(v.c_str()) >= 32; });
+//   if (!args.parse(argc, argv)) return usage(argv[0]);
+//   if (args.reps > 0) s.reps = args.reps;  // args.mode: kFull, kQuick or kSmoke
 #pragma once
 
 #include <cstdlib>

@@ -274,8 +274,6 @@ int main(int argc, char** argv) {
       return mgd::distributed::launch(launch_opts, launch_command);
     }
     if (exporter->parsed()) {
-      auto net = mgd::models::make_model(
-          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
       if (export_task == "moco" && export_head) {
         mgd::models::MoCoEncoder encoder(mgd::models::MoCoEncoderOptions(export_arch)
                                              .in_channels(export_channels)
@@ -287,6 +285,8 @@ int main(int argc, char** argv) {
         return 0;
       }
       TORCH_CHECK(!export_head, "--head is for --task moco only");
+      auto net = mgd::models::make_model(
+          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
       if (export_task == "moco") {
         // MoCo's encoder without its projection head, as main_lincls.py loads it into a
         // torchvision ResNet (strict=False: fc is the classifier still to train).

@@ -109,16 +109,27 @@ def read_run(path, metric="acc1"):
             "arch": arch, "teacher_arch": teacher_arch}
 
 
-def verdict(label, base_label, median, base_median, spread, what):
-    """Whether a method's median beats the student alone's by more than the larger seed spread:
-    (its JSON record, its sentence)."""
-    gain = median - base_median
-    beats = gain > spread
-    text = (f"{label}: median {what} {median:.2f} vs {base_median:.2f} for {base_label}, "
-            f"{gain:+.2f}; the larger of the two seed spreads is {spread:.2f}, so the gain "
-            f"{'EXCEEDS' if beats else 'does NOT exceed'} the seed spread"
+def verdicts(rows, what, base_label):
+    """For each MGD method of rows (dicts with method, label, median, spread), whether its
+    median beats the "alone" row's by more than the larger of the two seed spreads: (the JSON
+    records, the report's sentences); none without an "alone" row."""
+    base = next((r for r in rows if r["method"] == "alone"), None)
+    records, texts = [], []
+    if base is None:
+        return records, texts
+    for r in rows:
+        if not r["method"].startswith("mgd"):
+            continue
+        gain = r["median"] - base["median"]
+        spread = max(r["spread"], base["spread"])
+        beats = gain > spread
+        records.append({"method": r["method"], "gain": gain, "spread": spread, "exceeds": beats})
+        texts.append(
+            f"{r['label']}: median {what} {r['median']:.2f} vs {base['median']:.2f} for "
+            f"{base_label}, {gain:+.2f}; the larger of the two seed spreads is {spread:.2f}, so "
+            f"the gain {'EXCEEDS' if beats else 'does NOT exceed'} the seed spread"
             f"{'' if beats else ' (no evidence over seed noise)'}.")
-    return {"gain": gain, "spread": spread, "exceeds": beats}, text
+    return records, texts
 
 
 def linear_table(args, rows, summary):
@@ -166,17 +177,12 @@ def linear_table(args, rows, summary):
         out.append(f"| {r['label']} | {per_seed} | **{med:.2f}** | {spread:.2f} | {gain} | {wall} |")
         summary["linear"]["methods"].append(rec)
     out.append("")
-    verdicts = []
-    if base is not None:
-        for rec, r in zip(summary["linear"]["methods"], rows):
-            if not r["method"].startswith("mgd"):
-                continue
-            v, text = verdict(r["label"], "MoCo alone", rec["median"], base["median"],
-                              max(rec["spread"], base["spread"]), "linear top-1")
-            v["method"] = r["method"]
-            verdicts.append(v)
-            out += [text, ""]
-    summary["linear"]["verdicts"] = verdicts
+    records, texts = verdicts([dict(rec, label=r["label"])
+                               for rec, r in zip(summary["linear"]["methods"], rows)],
+                              "linear top-1", "MoCo alone")
+    for text in texts:
+        out += [text, ""]
+    summary["linear"]["verdicts"] = records
     return "\n".join(out), []
 
 
@@ -213,18 +219,10 @@ def coco_tables(args, runs, rows, teacher_run, summary):
         r["coco"] = figures
         out.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     out.append("")
-    by_method = {r["method"]: r for r in rows}
-    verdicts = []
-    if "alone" in by_method:
-        base = by_method["alone"]
-        for m in [m for m in by_method if m.startswith("mgd")]:
-            r = by_method[m]
-            v, text = verdict(r["label"], "the student alone", r["median"], base["median"],
-                              max(r["spread"], base["spread"]), "AP")
-            v["method"] = m
-            verdicts.append(v)
-            out += [text, ""]
-    summary["verdicts"] = verdicts
+    records, texts = verdicts(rows, "AP", "the student alone")
+    for text in texts:
+        out += [text, ""]
+    summary["verdicts"] = records
     return "\n".join(out)
 
 
@@ -322,17 +320,10 @@ def main():
     if args.metric == "AP":
         table += "\n" + coco_tables(args, runs, rows, teacher_run, summary)
     if args.metric == "knn_acc1":
-        by_method = {r["method"]: r for r in rows}
-        knn_verdicts = []
-        if "alone" in by_method:
-            base_row = by_method["alone"]
-            for r in [r for r in rows if r["method"].startswith("mgd")]:
-                v, text = verdict(r["label"], "MoCo alone", r["median"], base_row["median"],
-                                  max(r["spread"], base_row["spread"]), "kNN top-1")
-                v["method"] = r["method"]
-                knn_verdicts.append(v)
-                table += "\n" + text + "\n"
-        summary["verdicts"] = knn_verdicts
+        records, texts = verdicts(rows, "kNN top-1", "MoCo alone")
+        for text in texts:
+            table += "\n" + text + "\n"
+        summary["verdicts"] = records
     if args.linear_run is not None:
         text, missing = linear_table(args, rows, summary)
         if missing:
