@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "mgd/serialize/state_dict.h"
+#include "mgd/util/matmul.h"
 
 namespace mgd {
 namespace functional {
@@ -19,7 +20,7 @@ torch::Tensor moco_logits(const torch::Tensor& q, const torch::Tensor& k,
   TORCH_CHECK(temperature > 0, "moco_logits: invalid temperature ", temperature);
   // MoCo: l_pos = einsum('nc,nc->n'), l_neg = einsum('nc,ck->nk'), cat, then /= T.
   auto l_pos = (q * k.detach()).sum(1, /*keepdim=*/true);
-  auto l_neg = q.mm(queue.detach());
+  auto l_neg = util::mm(q, queue.detach());
   return torch::cat({l_pos, l_neg}, 1) / temperature;
 }
 
@@ -103,7 +104,7 @@ torch::Tensor knn_scores(const torch::Tensor& features, const torch::Tensor& ban
               classes, " or temperature ", temperature);
   TORCH_CHECK(bank.size(0) > 0, "knn_scores: the feature bank is empty");
   const int64_t b = features.size(0), kk = std::min(k, bank.size(0));
-  auto sim = features.mm(bank.t());
+  auto sim = util::mm(features, bank.t());
   auto [weight, index] = sim.topk(kk, /*dim=*/-1);
   auto labels = bank_labels.to(torch::kLong).unsqueeze(0).expand({b, -1}).gather(-1, index);
   weight = (weight / temperature).exp();
@@ -187,7 +188,16 @@ MoCoEncoderImpl::MoCoEncoderImpl(const MoCoEncoderOptions& options) : options_(o
 
 Features MoCoEncoderImpl::extract(const torch::Tensor& input) {
   Features f = body_->extract(input);
-  f.logits = head_->forward(f.post_relu.back().mean({2, 3}));
+  // The head's Linear layers through util::linear (oneDNN where ATen's BLAS is slow).
+  auto x = f.post_relu.back().mean({2, 3});
+  for (size_t i = 0; i < head_->size(); ++i) {
+    if (auto* fc = head_[i]->as<torch::nn::LinearImpl>()) {
+      x = util::linear(x, fc->weight, fc->bias);
+    } else {
+      x = head_[i]->as<torch::nn::FunctionalImpl>()->forward(x);
+    }
+  }
+  f.logits = x;
   return f;
 }
 
