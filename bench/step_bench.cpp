@@ -8,7 +8,7 @@
 // Pairs (random inputs, random weights): r50_r18 = ResNet-50 -> ResNet-18, 3 x 112 x 112,
 // batch 16, 1000 classes; fmnist = WRN-16-2 -> ResNet-20, 1 x 28 x 28, batch 64, 10 classes.
 // Kinds of step, each timed from the batch to the updated weights:
-//   plain  the teacher's forward (no autograd graph) + the student's training step
+//   plain  the teacher's forward (mgd: extract_frozen, as the MGD step) + the student's step
 //          (forward, cross-entropy, backward, SGD step);
 //   amp    the full MGD step with the AMP reducer: Distiller::forward (teacher included),
 //   sm     margin loss + cross-entropy (d_loss / batch / 1e4, as the engine), backward, SGD
@@ -38,6 +38,9 @@
 //                                advantage plain/mgd, target 1/1.05 (overhead <= 5%)
 //   step_{plain,amp,sm}_PAIR     mgd: C++ step, baseline: Python step, ms; advantage
 //                                python/mgd, target 1/0.9 (amp, sm) or null (plain)
+//   teacher_forward_PAIR         mgd: the teacher's extract_frozen, baseline: PyTorch's
+//                                eval-mode forward (no_grad), ms; advantage python/mgd,
+//                                target 1.3 (3 x reps repetitions)
 //   matching_PAIR                images/s, advantage mgd/python, target 2
 //   memory_KIND_PAIR (--case)    peak RSS MiB, advantage python/mgd, target 1
 // Exit status 1 if a step fails or the Python side cannot run.
@@ -144,10 +147,8 @@ class Case {
   double step() {
     torch::Tensor loss;
     if (!distiller_) {
-      {
-        torch::NoGradGuard no_grad;
-        teacher_->forward(x_);
-      }
+      // mgd's own teacher forward, as in the MGD step: the overhead is the distiller's alone.
+      teacher_->extract_frozen(x_);
       loss = torch::nn::functional::cross_entropy(student_->forward(x_), y_);
     } else {
       auto out = distiller_->forward(x_);
@@ -320,6 +321,47 @@ void bench_matching(const Pair& pair, const Settings& s, mgd::bench::PythonTwin&
   *cpp_solve_ms = 1e3 * median(solve_t);
 }
 
+// The teacher's forward alone on a fixed batch: mgd's frozen program (extract_frozen) against
+// PyTorch's eval-mode forward under no_grad, alternating; also mgd's unfolded forward
+// (extract under a no-grad guard) in the same rounds, for the record. Medians in seconds.
+void bench_teacher(const Pair& pair, const Settings& s, mgd::bench::PythonTwin& py,
+                   double* frozen_s, double* py_s, double* unfolded_s) {
+  torch::manual_seed(0);
+  mgd::FeatureNet teacher = make_net(pair.teacher, pair);
+  teacher->eval();
+  torch::manual_seed(3);
+  auto x = random_images(pair, pair.batch);
+  std::vector<double> frozen_t, py_t, unfolded_t;
+  const int reps = 3 * s.reps;
+  for (int rep = -s.warmup; rep < reps; ++rep) {
+    double a = 0, b = 0, c = 0;
+    auto run_cpp = [&] {
+      auto t0 = Clock::now();
+      teacher->extract_frozen(x);
+      a = seconds_since(t0);
+      torch::NoGradGuard no_grad;
+      t0 = Clock::now();
+      teacher->extract(x);
+      c = seconds_since(t0);
+    };
+    auto run_py = [&] {
+      const auto answer = py.ask("teacher " + pair.name);
+      TORCH_CHECK(answer.size() == 2 && std::isfinite(answer[1]), pair.name,
+                  ": bad Python answer to the teacher forward");
+      b = answer[0];
+    };
+    run_alternately(rep, run_cpp, run_py);
+    if (rep >= 0) {
+      frozen_t.push_back(a);
+      py_t.push_back(b);
+      unfolded_t.push_back(c);
+    }
+  }
+  *frozen_s = median(frozen_t);
+  *py_s = median(py_t);
+  *unfolded_s = median(unfolded_t);
+}
+
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--quick] [--reps N] [--warmup N] [--threads N] [--pairs A,B] "
@@ -440,6 +482,13 @@ int main(int argc, char** argv) {
       const double overhead_target = 1.0 / 1.05, python_target = 1.0 / 0.9;
       for (const auto& name : s.pairs) {
         const Pair& pair = *find_pair(name);
+        double frozen_s = 0, py_teacher_s = 0, unfolded_s = 0;
+        bench_teacher(pair, s, py, &frozen_s, &py_teacher_s, &unfolded_s);
+        entries.push_back({"teacher_forward_" + name, 1e3 * frozen_s, 1e3 * py_teacher_s, "ms",
+                           py_teacher_s / frozen_s, 1.3});
+        print_line(entries.back());
+        std::printf("  (%s, batch %lld; mgd without the frozen program: %.1f ms)\n",
+                    pair.teacher.c_str(), static_cast<long long>(pair.batch), 1e3 * unfolded_s);
         std::map<std::string, double> cpp, pyt, own;
         bench_steps(pair, {"plain", "amp", "sm"}, s, py, &cpp, &pyt, &own);
         for (const std::string kind : {"amp", "sm"}) {

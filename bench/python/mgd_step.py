@@ -23,6 +23,8 @@ Server (driven by step_bench):  mgd_step.py --serve --threads N
                                              2 batches and solves, untimed; T and S: the
                                              teacher's and student's parameter counts
     step PAIR KIND            -> "ok SECONDS LOSS"
+    teacher PAIR              -> "ok SECONDS SUM"  the teacher's eval-mode forward (no_grad)
+                                             of a fixed batch; SUM: sum of |logits|
     matching PAIR IMAGES      -> "ok SECONDS COST"  one tracking pass over IMAGES images + solve
                                              (AMP matching), COST the mean matched cost
     rss                       -> "ok KB"     peak resident set size of this process
@@ -244,6 +246,19 @@ class Bench:
         loss = case.step()
         return time.perf_counter() - start, loss
 
+    def teacher_forward(self, pair):
+        """The teacher's eval-mode forward (no_grad) on a fixed batch of the pair, in s."""
+        spec = PAIRS[pair]
+        if not hasattr(self, "_tx") or self._tx[0] != pair:
+            torch.manual_seed(3)
+            self._tx = (pair, torch.randn(spec["batch"], spec["channels"], spec["size"],
+                                          spec["size"]))
+        teacher, x = self.teacher(pair), self._tx[1]
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = teacher(x)
+        return time.perf_counter() - start, float(out.float().abs().sum())
+
     def matching(self, pair, images):
         spec = PAIRS[pair]
         if not hasattr(self, "_match") or self._match[0] != (pair, images):
@@ -277,6 +292,8 @@ def serve(threads, teacher_graph):
             return "%d %d" % (count(case.teacher), count(case.student))
         if words[0] == "step" and len(words) == 3:
             return "%r %r" % bench.step(words[1], words[2])
+        if words[0] == "teacher" and len(words) == 2:
+            return "%r %r" % bench.teacher_forward(words[1])
         if words[0] == "matching" and len(words) == 3:
             return "%r %r" % bench.matching(words[1], int(words[2]))
         if words[0] == "rss" and len(words) == 1:

@@ -272,8 +272,10 @@ void DistillerImpl::track(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   const bool student_training = student_->is_training();
   student_->eval();
-  Features t = teacher_->extract(images);
-  Features s = student_->extract(images);
+  // Both in eval mode: each as a frozen program where it has one (models/frozen.h); the
+  // student's is rebuilt from its current weights on the pass's first batch.
+  Features t = teacher_->extract_frozen(images);
+  Features s = student_->extract_frozen(images);
   student_->train(student_training);
   track_features(t, s);
 }
@@ -366,12 +368,9 @@ DistillOutput DistillerImpl::forward(const torch::Tensor& images) {
   TORCH_CHECK(matched(),
               "Distiller: forward before any matching; run a tracking pass "
               "(track) and update_matching() first");
-  Features tf;
-  {
-    // The teacher records no autograd graph (the reference records one; spec 1, issue 2).
-    torch::NoGradGuard no_grad;
-    tf = teacher_->extract(images);
-  }
+  // The teacher records no autograd graph (the reference records one; spec 1, issue 2) and
+  // runs as a frozen program where it can (models/frozen.h).
+  Features tf = teacher_->extract_frozen(images);
   Features sf = student_->extract(images);
   return forward_features(tf, sf);
 }

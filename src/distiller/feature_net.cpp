@@ -4,6 +4,11 @@
 
 namespace mgd {
 
+Features FeatureNetImpl::extract_frozen(const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  return extract(input);
+}
+
 std::vector<NormAffine> FeatureNetImpl::feature_affines() {
   std::vector<NormAffine> affines;
   for (const auto& bn : feature_norms()) {

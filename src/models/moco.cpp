@@ -188,8 +188,19 @@ MoCoEncoderImpl::MoCoEncoderImpl(const MoCoEncoderOptions& options) : options_(o
 
 Features MoCoEncoderImpl::extract(const torch::Tensor& input) {
   Features f = body_->extract(input);
-  // The head's Linear layers through util::linear (oneDNN where ATen's BLAS is slow).
-  auto x = f.post_relu.back().mean({2, 3});
+  f.logits = head(f.post_relu.back().mean({2, 3}));
+  return f;
+}
+
+Features MoCoEncoderImpl::extract_frozen(const torch::Tensor& input) {
+  Features f = body_->extract_frozen(input);
+  torch::NoGradGuard no_grad;
+  f.logits = head(f.post_relu.back().mean({2, 3}));
+  return f;
+}
+
+// The head's Linear layers through util::linear (oneDNN where ATen's BLAS is slow).
+torch::Tensor MoCoEncoderImpl::head(torch::Tensor x) {
   for (size_t i = 0; i < head_->size(); ++i) {
     if (auto* fc = head_[i]->as<torch::nn::LinearImpl>()) {
       x = util::linear(x, fc->weight, fc->bias);
@@ -197,8 +208,7 @@ Features MoCoEncoderImpl::extract(const torch::Tensor& input) {
       x = head_[i]->as<torch::nn::FunctionalImpl>()->forward(x);
     }
   }
-  f.logits = x;
-  return f;
+  return x;
 }
 
 torch::Tensor MoCoEncoderImpl::pooled(const torch::Tensor& input) {

@@ -41,6 +41,31 @@ torch::Tensor ResidualBlockImpl::forward_pre(const torch::Tensor& x) {
   return out.add_(down_conv_ ? down_bn_(conv_forward(down_conv_, x)) : x);
 }
 
+bool ResidualBlockImpl::foldable() const {
+  return bn1_.foldable() && bn2_.foldable() && (!bottleneck_ || bn3_.foldable()) &&
+         (!down_conv_ || down_bn_.foldable());
+}
+
+FrozenResidualBlock ResidualBlockImpl::frozen() const {
+  FrozenResidualBlock f;
+  f.conv1 = FoldedConv(conv1_, &bn1_);
+  f.conv2 = FoldedConv(conv2_, &bn2_);
+  if (bottleneck_) f.conv3 = FoldedConv(conv3_, &bn3_);
+  if (down_conv_) f.down = FoldedConv(down_conv_, &down_bn_);
+  return f;
+}
+
+torch::Tensor FrozenResidualBlock::forward_pre(const torch::Tensor& x) const {
+  auto out = conv2(conv1(x).relu_());
+  if (conv3.defined()) out = conv3(out.relu_());
+  return out.add_(down.defined() ? down(x) : x);
+}
+
+struct FrozenResNet {
+  FoldedConv stem;
+  std::vector<std::vector<FrozenResidualBlock>> stages;
+};
+
 }  // namespace detail
 
 namespace {
@@ -114,6 +139,55 @@ Features ResNetImpl::extract(const torch::Tensor& input) {
     f.post_relu.push_back(x);
   }
   if (fc_) f.logits = fc_(x.mean({2, 3}));
+  return f;
+}
+
+Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
+  bool foldable = bn1_.foldable();
+  for (auto& stage : stages_) {
+    for (auto& block : stage) foldable = foldable && block->foldable();
+  }
+  if (!foldable || !detail::frozen_program_applies(*this, input)) {
+    return FeatureNetImpl::extract_frozen(input);
+  }
+  TORCH_CHECK(input.size(1) == conv1_->options.in_channels(), "ResNet: expected a batch of ",
+              conv1_->options.in_channels(), "-channel images (B x C x H x W), got ",
+              input.sizes());
+  if (frozen_version_.update(*this) || !frozen_) {
+    auto program = std::make_shared<detail::FrozenResNet>();
+    program->stem = detail::FoldedConv(conv1_, &bn1_);
+    for (auto& stage : stages_) {
+      program->stages.emplace_back();
+      for (auto& block : stage) program->stages.back().push_back(block->frozen());
+    }
+    frozen_ = std::move(program);
+  }
+  std::vector<torch::Tensor> taps;
+  torch::Tensor last;
+  {
+    c10::InferenceMode inference;
+    auto x = frozen_->stem(input.contiguous().to_mkldnn()).relu_();
+    if (config_.imagenet_stem) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+    for (auto& stage : frozen_->stages) {
+      for (size_t b = 0; b < stage.size(); ++b) {
+        auto pre = stage[b].forward_pre(x);
+        if (b + 1 < stage.size()) {
+          x = pre.relu_();
+        } else {
+          taps.push_back(pre);
+          x = at::relu(pre);
+        }
+      }
+    }
+  }
+  // Back to ordinary tensors outside inference mode (autograd may save them).
+  torch::NoGradGuard no_grad;
+  Features f;
+  for (auto& tap : taps) {
+    f.pre_relu.push_back(detail::to_dense_outside_inference(tap));
+    f.post_relu.push_back(torch::relu(f.pre_relu.back()));
+  }
+  if (fc_) f.logits = fc_(f.post_relu.back().mean({2, 3}));
   return f;
 }
 

@@ -21,6 +21,26 @@ torch::Tensor WideBlockImpl::forward(const torch::Tensor& x, const torch::Tensor
   return (shortcut_ ? shortcut_(act) : x) + out;
 }
 
+FrozenWideBlock WideBlockImpl::frozen() const {
+  FrozenWideBlock f;
+  f.bn1 = FrozenBatchNormOp(bn1);
+  f.conv1 = FoldedConv(conv1_, bn2_);
+  f.conv2 = FoldedConv(conv2_, nullptr);
+  if (shortcut_) f.shortcut = FoldedConv(shortcut_, nullptr);
+  return f;
+}
+
+torch::Tensor FrozenWideBlock::forward(const torch::Tensor& x, const torch::Tensor& act) const {
+  auto out = conv2(conv1(act).relu_());
+  return out.add_(shortcut.defined() ? shortcut(act) : x);
+}
+
+struct FrozenWideResNet {
+  FoldedConv conv1;
+  std::vector<std::vector<FrozenWideBlock>> stages;
+  std::vector<FrozenBatchNormOp> tap_norms;  ///< as feature_norms()
+};
+
 }  // namespace detail
 
 WideResNetImpl::WideResNetImpl(int64_t depth, int64_t widen_factor, const ModelOptions& options) {
@@ -67,6 +87,46 @@ Features WideResNetImpl::extract(const torch::Tensor& input) {
     pending = norms[s](x);
     f.pre_relu.push_back(pending);
     f.post_relu.push_back(torch::relu(pending));
+  }
+  f.logits = fc_(f.post_relu.back().mean({2, 3}));
+  return f;
+}
+
+Features WideResNetImpl::extract_frozen(const torch::Tensor& input) {
+  if (!detail::frozen_program_applies(*this, input)) return FeatureNetImpl::extract_frozen(input);
+  TORCH_CHECK(input.size(1) == conv1_->options.in_channels(), "WideResNet: expected a batch of ",
+              conv1_->options.in_channels(), "-channel images (B x C x H x W), got ",
+              input.sizes());
+  if (frozen_version_.update(*this) || !frozen_) {
+    auto program = std::make_shared<detail::FrozenWideResNet>();
+    program->conv1 = detail::FoldedConv(conv1_, nullptr);
+    for (auto& stage : stages_) {
+      program->stages.emplace_back();
+      for (auto& block : stage) program->stages.back().push_back(block->frozen());
+    }
+    for (auto& bn : feature_norms()) program->tap_norms.emplace_back(bn);
+    frozen_ = std::move(program);
+  }
+  std::vector<torch::Tensor> taps;
+  {
+    c10::InferenceMode inference;
+    auto x = frozen_->conv1(input.contiguous().to_mkldnn());
+    torch::Tensor act_of_tap;
+    for (size_t s = 0; s < frozen_->stages.size(); ++s) {
+      for (size_t b = 0; b < frozen_->stages[s].size(); ++b) {
+        const auto& block = frozen_->stages[s][b];
+        auto act = (b == 0 && act_of_tap.defined()) ? act_of_tap : at::relu(block.bn1(x));
+        x = block.forward(x, act);
+      }
+      taps.push_back(frozen_->tap_norms[s](x));
+      if (s + 1 < frozen_->stages.size()) act_of_tap = at::relu(taps.back());
+    }
+  }
+  torch::NoGradGuard no_grad;
+  Features f;
+  for (auto& tap : taps) {
+    f.pre_relu.push_back(detail::to_dense_outside_inference(tap));
+    f.post_relu.push_back(torch::relu(f.pre_relu.back()));
   }
   f.logits = fc_(f.post_relu.back().mean({2, 3}));
   return f;

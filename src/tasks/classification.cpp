@@ -100,11 +100,7 @@ class ClassificationTask : public training::Task {
       r.loss = ce;
       task = ce.item<double>();
       if (teacher_) {  // KD alone
-        torch::Tensor teacher_logits;
-        {
-          torch::NoGradGuard no_grad;
-          teacher_logits = teacher_->forward(x);
-        }
+        auto teacher_logits = teacher_->extract_frozen(x).logits;
         auto kd_loss = functional::kd_loss(logits_, teacher_logits, o_.kd_temperature);
         r.loss = r.loss + o_.kd_weight * kd_loss;
         kd = kd_loss.item<double>();
@@ -254,7 +250,8 @@ Evaluation ClassificationTask::evaluate_net(FeatureNetImpl& net, bool interrupti
     if (interruptible && ctx_.stop_requested()) throw training::PassAbandoned{};
     auto x = batch.images.to(ctx_.device);
     auto y = batch.labels.to(ctx_.device);
-    auto logits = net.forward(x);
+    // In eval mode: the network's frozen program where it has one (models/frozen.h).
+    auto logits = net.extract_frozen(x).logits;
     auto loss = torch::nn::functional::cross_entropy(
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.add(logits, y, loss.item<double>());

@@ -140,11 +140,7 @@ class DetectionTask : public training::Task {
     r.loss = losses.loss_cls + losses.loss_box_reg;
     r.parts.emplace_back("task_loss", r.loss.item<double>());
     if (distiller_) {
-      Features teacher;
-      {
-        torch::NoGradGuard no_grad;
-        teacher = teacher_->extract(images, distill_levels_);
-      }
+      Features teacher = teacher_->extract_frozen(images, distill_levels_);
       Features student;
       student.pre_relu = out.taps;
       for (size_t i = 0; i < out.taps.size(); ++i) {
@@ -198,7 +194,7 @@ class DetectionTask : public training::Task {
           auto images = b.images.to(ctx_.device);
           const bool student_training = student_->is_training();
           student_->eval();
-          Features teacher = teacher_->extract(images, distill_levels_),
+          Features teacher = teacher_->extract_frozen(images, distill_levels_),
                    student = student_->extract(images, distill_levels_);
           student_->train(student_training);
           if (exclude_padding) {

@@ -145,11 +145,7 @@ class MoCoTask : public training::Task {
     if (distiller_) {
       // The distiller sees the query view only (tasks-spec B2), the student's features from
       // the pass above.
-      Features ft;
-      {
-        torch::NoGradGuard no_grad;
-        ft = teacher_->extract(im_q);
-      }
+      Features ft = teacher_->extract_frozen(im_q);
       auto d = distiller_->forward_features(ft, fq);
       training::add_distillation(r, d, 1.0 / static_cast<double>(r.images) / o_.loss_factor);
     }

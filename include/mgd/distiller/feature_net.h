@@ -45,6 +45,12 @@ class FeatureNetImpl : public torch::nn::Module {
   /// Channel count of each position; by default derived from feature_affines(). A network
   /// whose pre-ReLU map is not the output of one norm (ShuffleNet-V2) overrides it.
   virtual std::vector<int64_t> feature_channels();
+  /// The forward of a frozen network (a teacher; a student's tracking pass): no graph, the
+  /// same maps and logits as extract() in eval mode, to float rounding. A network may run it
+  /// faster (the zoo's ResNets and WRNs: BatchNorm folded, oneDNN's layout, inference mode;
+  /// see models/frozen.h); by default extract() under a no-grad guard. The returned tensors
+  /// are ordinary ones (not inference tensors): autograd may save them.
+  virtual Features extract_frozen(const torch::Tensor& input);
   /// The logits alone.
   torch::Tensor forward(const torch::Tensor& input) { return extract(input).logits; }
 };

@@ -34,6 +34,11 @@ class Norm {
   torch::Tensor operator()(const torch::Tensor& x);
   /// The BatchNorm2d, or an empty holder when the layer is of another kind.
   torch::nn::BatchNorm2d batch() const { return batch_; }
+  /// The FrozenBatchNorm2d, or an empty holder when the layer is of another kind.
+  FrozenBatchNorm2d frozen() const { return frozen_; }
+  /// Whether eval mode makes it a fixed per-channel map (BatchNorm2d, FrozenBatchNorm2d),
+  /// which a preceding convolution can absorb (models/frozen.h).
+  bool foldable() const { return batch_ || frozen_; }
   /// The per-channel scale and shift (gamma, beta): parameters, or a frozen norm's buffers.
   std::pair<torch::Tensor, torch::Tensor> affine() const;
   bool is_empty() const { return kind_.empty(); }

@@ -101,6 +101,13 @@ class MoCoEncoderImpl : public FeatureNetImpl {
  public:
   explicit MoCoEncoderImpl(const MoCoEncoderOptions& options);
   Features extract(const torch::Tensor& input) override;
+  /// The body's frozen program (models/frozen.h) and the head: a MoCo teacher's forward.
+  Features extract_frozen(const torch::Tensor& input) override;
+  /// Also the body's own mode (its modules are this module's children, the body is not).
+  void train(bool on = true) override {
+    FeatureNetImpl::train(on);
+    body_->train(on);
+  }
   std::vector<NormAffine> feature_affines() override { return body_->feature_affines(); }
   std::vector<int64_t> feature_channels() override { return body_->feature_channels(); }
   /// The pooled body features (B x w): what a linear classifier reads.
@@ -112,6 +119,7 @@ class MoCoEncoderImpl : public FeatureNetImpl {
  private:
   MoCoEncoderOptions options_;
   ResNet body_{nullptr};  // its modules are registered as this module's own (flat names)
+  torch::Tensor head(torch::Tensor pooled);
   torch::nn::Sequential head_{nullptr};
   int64_t width_ = 0;
 };

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mgd/distiller/feature_net.h"
+#include "mgd/models/frozen.h"
 #include "mgd/models/layers.h"
 #include "mgd/models/options.h"
 
@@ -56,6 +57,14 @@ struct ResNetConfig {
 ResNetConfig resnet_config(const std::string& name);
 
 namespace detail {
+/// A residual block as a frozen program (models/frozen.h): every norm folded into its conv.
+struct FrozenResidualBlock {
+  FoldedConv conv1, conv2, conv3, down;  ///< conv3: bottlenecks only; down: when it has one
+  /// The block's output before its final ReLU, on oneDNN tensors.
+  torch::Tensor forward_pre(const torch::Tensor& x) const;
+};
+struct FrozenResNet;
+
 /// A basic (two 3x3 convs) or bottleneck (1x1, 3x3, 1x1) residual block.
 class ResidualBlockImpl : public torch::nn::Module {
  public:
@@ -73,6 +82,10 @@ class ResidualBlockImpl : public torch::nn::Module {
     return (bottleneck_ ? bn3_ : bn2_).affine();
   }
   int64_t out_channels() const { return out_channels_; }
+  /// Whether every norm of the block folds into its convolution (no GroupNorm).
+  bool foldable() const;
+  /// The block with its norms folded in (eval statistics), for a frozen program.
+  FrozenResidualBlock frozen() const;
 
  private:
   bool bottleneck_;
@@ -87,6 +100,8 @@ class ResNetImpl : public FeatureNetImpl {
  public:
   ResNetImpl(const ResNetConfig& config, const ModelOptions& options = {});
   Features extract(const torch::Tensor& input) override;
+  /// BatchNorm folded, oneDNN layout, inference mode where it applies (models/frozen.h).
+  Features extract_frozen(const torch::Tensor& input) override;
   /// The last BatchNorm of each stage. Throws when the network was built with other norms
   /// (use feature_affines()).
   std::vector<torch::nn::BatchNorm2d> feature_norms() override;
@@ -102,6 +117,9 @@ class ResNetImpl : public FeatureNetImpl {
   detail::Norm bn1_;
   std::vector<std::vector<detail::ResidualBlock>> stages_;
   torch::nn::Linear fc_{nullptr};
+  // The frozen program: a cache rebuilt when the weights change, never in the state.
+  std::shared_ptr<detail::FrozenResNet> frozen_;
+  detail::WeightsVersion frozen_version_;
 };
 TORCH_MODULE(ResNet);
 

@@ -16,16 +16,28 @@
 #include <vector>
 
 #include "mgd/distiller/feature_net.h"
+#include "mgd/models/frozen.h"
 #include "mgd/models/options.h"
 
 namespace mgd::models {
 
 namespace detail {
+/// A wide block as a frozen program (models/frozen.h): bn2 folded into conv1; bn1, which
+/// follows the previous block's sum, stays a BatchNorm (on oneDNN tensors).
+struct FrozenWideBlock {
+  FrozenBatchNormOp bn1;
+  FoldedConv conv1, conv2, shortcut;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& act) const;
+};
+struct FrozenWideResNet;
+
 class WideBlockImpl : public torch::nn::Module {
  public:
   WideBlockImpl(int64_t in, int64_t out, int64_t stride);
   /// The block's output from its input `x` and `act` = relu(bn1(x)).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& act);
+  /// The block for a frozen program (eval statistics).
+  FrozenWideBlock frozen() const;
   torch::nn::BatchNorm2d bn1{nullptr};
 
  private:
@@ -39,6 +51,9 @@ class WideResNetImpl : public FeatureNetImpl {
  public:
   WideResNetImpl(int64_t depth, int64_t widen_factor, const ModelOptions& options = {});
   Features extract(const torch::Tensor& input) override;
+  /// BatchNorm folded where a convolution precedes it, oneDNN layout, inference mode where
+  /// it applies (models/frozen.h).
+  Features extract_frozen(const torch::Tensor& input) override;
   std::vector<torch::nn::BatchNorm2d> feature_norms() override;
 
  private:
@@ -46,6 +61,9 @@ class WideResNetImpl : public FeatureNetImpl {
   std::vector<std::vector<detail::WideBlock>> stages_;
   torch::nn::BatchNorm2d bn1_{nullptr};
   torch::nn::Linear fc_{nullptr};
+  // The frozen program: a cache rebuilt when the weights change, never in the state.
+  std::shared_ptr<detail::FrozenWideResNet> frozen_;
+  detail::WeightsVersion frozen_version_;
 };
 TORCH_MODULE(WideResNet);
 

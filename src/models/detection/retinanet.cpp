@@ -114,7 +114,16 @@ DetectorOutput RetinaNetImpl::forward(const torch::Tensor& images) {
 }
 
 Features RetinaNetImpl::extract(const torch::Tensor& images, bool levels) {
-  auto features = body->extract(images);
+  return with_levels(body->extract(images), levels);
+}
+
+Features RetinaNetImpl::extract_frozen(const torch::Tensor& images, bool levels) {
+  auto features = body->extract_frozen(images);
+  torch::NoGradGuard no_grad;
+  return with_levels(std::move(features), levels);
+}
+
+Features RetinaNetImpl::with_levels(Features features, bool levels) {
   if (!levels) {
     features.pre_relu.resize(features.pre_relu.size() + static_cast<size_t>(fpn->num_levels()));
     features.post_relu.resize(features.post_relu.size() + static_cast<size_t>(fpn->num_levels()));

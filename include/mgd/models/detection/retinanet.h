@@ -134,6 +134,12 @@ class RetinaNetImpl : public FeatureNetImpl {
   /// With levels false, the body alone: the FPN's positions are undefined tensors (what a
   /// distiller that ignores them needs; a frozen teacher's FPN is 15-20% of its forward).
   Features extract(const torch::Tensor& images, bool levels);
+  /// As extract(), the body as a frozen program where it has one (models/frozen.h) and the
+  /// FPN without a graph: a frozen teacher's forward.
+  Features extract_frozen(const torch::Tensor& images) override {
+    return extract_frozen(images, true);
+  }
+  Features extract_frozen(const torch::Tensor& images, bool levels);
   std::vector<NormAffine> feature_affines() override { return tap_affines(); }
   std::vector<int64_t> feature_channels() override { return tap_channels(); }
 
@@ -173,6 +179,8 @@ class RetinaNetImpl : public FeatureNetImpl {
   RetinaNetHead head{nullptr};
 
  private:
+  // The FPN levels appended to the body's features (or undefined placeholders).
+  Features with_levels(Features features, bool levels);
   std::vector<int64_t> returned_stages_;
   BoxCoder box_coder_;
 };

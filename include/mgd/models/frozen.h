@@ -1,0 +1,88 @@
+// A frozen network's forward at inference speed (FeatureNetImpl::extract_frozen).
+//
+// A teacher never changes during a run and needs no graph, so its forward can run as an
+// inference program: every BatchNorm that directly follows a convolution folded into it
+// (weights scaled, a bias added; a pre-activation network's other BatchNorms stay), the
+// activations kept in oneDNN's blocked layout from the input to the taps (no reorder per
+// layer), under LibTorch's inference mode. Only the maps a distiller reads are converted
+// back to ordinary tensors, outside inference mode, so autograd may save them.
+//
+// The program is a cache, never part of the module's state: checkpoints and exports hold the
+// original weights, the margins still come from the original BatchNorms, and the program is
+// rebuilt whenever any parameter or buffer of the network is replaced or changed in place
+// (checkpoint loading, an optimizer step). Where it does not apply (training mode, CUDA,
+// doubles, GroupNorm, a LibTorch without oneDNN) extract_frozen is extract under a no-grad
+// guard.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace mgd::models::detail {
+
+class Norm;
+
+/// Whether a network's frozen program may run on this input: the network in eval mode, the
+/// input a 4-D float CPU tensor, LibTorch built with oneDNN, MGD_FROZEN_PROGRAM not "0".
+bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& input);
+
+/// The per-channel (scale, shift) of a BatchNorm or FrozenBatchNorm in eval mode:
+/// norm(x) = x * scale + shift. Throws for other norms.
+std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm);
+
+/// A convolution with, optionally, the norm that follows it folded in, its weights reordered
+/// for oneDNN once. Runs on oneDNN tensors. For the zoo's convolutions: zero padding of
+/// (kernel - 1) / 2.
+class FoldedConv {
+ public:
+  FoldedConv() = default;
+  /// `norm` may be null: the convolution alone.
+  FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm);
+  /// A convolution followed by BatchNorm2d `bn` (eval statistics).
+  FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+  torch::Tensor operator()(const torch::Tensor& x) const;
+  bool defined() const { return weight_.defined(); }
+
+ private:
+  void build(const torch::nn::Conv2d& conv, const torch::Tensor& scale, const torch::Tensor& shift);
+  torch::Tensor weight_, bias_;
+  std::vector<int64_t> stride_, padding_, dilation_;
+  int64_t groups_ = 1;
+};
+
+/// A BatchNorm2d in eval mode over oneDNN tensors (a pre-activation network's norms, which
+/// no convolution directly precedes).
+class FrozenBatchNormOp {
+ public:
+  FrozenBatchNormOp() = default;
+  explicit FrozenBatchNormOp(const torch::nn::BatchNorm2d& bn);
+  torch::Tensor operator()(const torch::Tensor& x) const;
+
+ private:
+  torch::Tensor weight_, bias_, mean_, var_;
+  double eps_ = 1e-5;
+};
+
+/// A oneDNN tensor made under inference mode as an ordinary dense tensor, called outside
+/// inference mode (autograd may then save the result).
+torch::Tensor to_dense_outside_inference(const torch::Tensor& x);
+
+/// Identity of a module's weights: every parameter and buffer's storage and version counter.
+/// Changes when a tensor is replaced, or modified in place (load_state_dict copies, an
+/// optimizer step).
+class WeightsVersion {
+ public:
+  /// True (and the recorded version updated) when `module`'s weights differ from the last
+  /// recorded ones, or nothing was recorded yet.
+  bool update(const torch::nn::Module& module);
+
+ private:
+  std::vector<std::pair<const void*, uint32_t>> seen_;
+};
+
+}  // namespace mgd::models::detail

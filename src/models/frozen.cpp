@@ -1,0 +1,125 @@
+#include "mgd/models/frozen.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "mgd/models/layers.h"
+
+namespace mgd::models::detail {
+
+bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& input) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MGD_FROZEN_PROGRAM");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return enabled && at::hasMKLDNN() && !net.is_training() && input.dim() == 4 &&
+         input.device().is_cpu() && input.layout() == torch::kStrided &&
+         input.scalar_type() == torch::kFloat && input.size(0) >= 1;
+}
+
+std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm) {
+  torch::Tensor weight, bias, mean, var;
+  double eps = 0;
+  if (auto bn = norm.batch()) {
+    TORCH_CHECK(bn->running_mean.defined() && bn->running_var.defined(),
+                "eval_scale_shift: a BatchNorm2d without running statistics");
+    weight = bn->weight, bias = bn->bias, mean = bn->running_mean, var = bn->running_var;
+    eps = bn->options.eps();
+  } else if (auto frozen = norm.frozen()) {
+    weight = frozen->weight, bias = frozen->bias, mean = frozen->running_mean;
+    var = frozen->running_var, eps = frozen->options.eps();
+  } else {
+    TORCH_CHECK(false, "eval_scale_shift: a ", norm.kind(), " norm has no fixed per-channel map");
+  }
+  torch::NoGradGuard no_grad;
+  auto scale = (var.to(torch::kFloat) + eps).rsqrt();
+  if (weight.defined()) scale = scale * weight.to(torch::kFloat);
+  auto shift = -mean.to(torch::kFloat) * scale;
+  if (bias.defined()) shift = shift + bias.to(torch::kFloat);
+  return {scale, shift};
+}
+
+FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm) {
+  if (norm) {
+    auto [scale, shift] = eval_scale_shift(*norm);
+    build(conv, scale, shift);
+  } else {
+    build(conv, {}, {});
+  }
+}
+
+FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+  torch::NoGradGuard no_grad;
+  auto scale = (bn->running_var + bn->options.eps()).rsqrt() * bn->weight;
+  build(conv, scale, bn->bias - bn->running_mean * scale);
+}
+
+void FoldedConv::build(const torch::nn::Conv2d& conv, const torch::Tensor& scale,
+                       const torch::Tensor& shift) {
+  torch::NoGradGuard no_grad;
+  const auto& o = conv->options;
+  TORCH_CHECK(torch::enumtype::get_enum_name(o.padding_mode()) == "kZeros",
+              "FoldedConv: expected a Conv2d with zero padding");
+  stride_ = {o.stride()->at(0), o.stride()->at(1)};
+  dilation_ = {o.dilation()->at(0), o.dilation()->at(1)};
+  // Every zoo convolution pads (kernel - 1) / 2 (detail::conv, the 7x7 stem). The options'
+  // padding is a c10::variant in LibTorch 1.13 and a std::variant in 2.x: not read here.
+  const auto& w0 = conv->weight;
+  padding_ = {(w0.size(2) - 1) / 2, (w0.size(3) - 1) / 2};
+  groups_ = o.groups();
+  auto w = conv->weight.detach().to(torch::kFloat);
+  auto b = conv->bias.defined() ? conv->bias.detach().to(torch::kFloat)
+                                : torch::zeros({w.size(0)}, torch::kFloat);
+  if (scale.defined()) {
+    w = w * scale.reshape({-1, 1, 1, 1});
+    b = b * scale + shift;
+  }
+  weight_ = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), padding_, stride_,
+                                             dilation_, groups_);
+  bias_ = b.contiguous();
+}
+
+torch::Tensor FoldedConv::operator()(const torch::Tensor& x) const {
+  return at::mkldnn_convolution(x, weight_, bias_, padding_, stride_, dilation_, groups_);
+}
+
+FrozenBatchNormOp::FrozenBatchNormOp(const torch::nn::BatchNorm2d& bn) {
+  torch::NoGradGuard no_grad;
+  weight_ = bn->weight.detach().clone();
+  bias_ = bn->bias.detach().clone();
+  mean_ = bn->running_mean.detach().clone();
+  var_ = bn->running_var.detach().clone();
+  eps_ = bn->options.eps();
+}
+
+torch::Tensor FrozenBatchNormOp::operator()(const torch::Tensor& x) const {
+  return at::batch_norm(x, weight_, bias_, mean_, var_, /*training=*/false, 0.0, eps_,
+                        /*cudnn_enabled=*/false);
+}
+
+torch::Tensor to_dense_outside_inference(const torch::Tensor& x) {
+  TORCH_CHECK(!c10::InferenceMode::is_enabled(), "to_dense_outside_inference: in inference mode");
+  // An inference tensor has no autograd keys, so its ops reach oneDNN's kernels without
+  // autograd being excluded, which they assert; this guard excludes it. The result, made
+  // outside inference mode, is an ordinary tensor.
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return x.to_dense();
+}
+
+bool WeightsVersion::update(const torch::nn::Module& module) {
+  std::vector<std::pair<const void*, uint32_t>> now;
+  for (const auto& p : module.parameters()) now.emplace_back(p.unsafeGetTensorImpl(), p._version());
+  for (const auto& b : module.buffers()) now.emplace_back(b.unsafeGetTensorImpl(), b._version());
+  // Data pointers too: set_data() or a .to() keeps the TensorImpl but swaps its storage.
+  for (const auto& p : module.parameters()) now.emplace_back(p.data_ptr(), 0);
+  for (const auto& b : module.buffers()) now.emplace_back(b.data_ptr(), 0);
+  if (now == seen_) return false;
+  seen_ = std::move(now);
+  return true;
+}
+
+}  // namespace mgd::models::detail
