@@ -21,6 +21,33 @@ bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& i
          input.scalar_type() == torch::kFloat && input.size(0) >= 1;
 }
 
+FrozenLayout frozen_layout(FrozenLayout preferred) {
+  // Read whenever a program is built (rarely), so a test can compare the layouts.
+  const char* v = std::getenv("MGD_FROZEN_LAYOUT");
+  if (v == nullptr || *v == 0) return preferred;
+  if (std::strcmp(v, "blocked") == 0) return FrozenLayout::kBlocked;
+  if (std::strcmp(v, "channels_last") == 0) return FrozenLayout::kChannelsLast;
+  TORCH_CHECK(false, "MGD_FROZEN_LAYOUT: expected blocked or channels_last, got '", v, "'");
+}
+
+torch::Tensor to_frozen_layout(const torch::Tensor& x, FrozenLayout layout) {
+  if (layout == FrozenLayout::kBlocked) return x.contiguous().to_mkldnn();
+  return x.contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
+torch::Tensor from_frozen_layout(const torch::Tensor& x) {
+  TORCH_CHECK(!c10::InferenceMode::is_enabled(), "from_frozen_layout: in inference mode");
+  if (x.is_mkldnn()) {
+    // An inference tensor has no autograd keys, so its ops reach oneDNN's kernels without
+    // autograd being excluded, which they assert; this guard excludes it. The result, made
+    // outside inference mode, is an ordinary tensor.
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return x.to_dense();
+  }
+  auto y = x.contiguous();
+  return y.is_inference() ? y.clone() : y;
+}
+
 std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm) {
   torch::Tensor weight, bias, mean, var;
   double eps = 0;
@@ -43,23 +70,24 @@ std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm) {
   return {scale, shift};
 }
 
-FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm) {
+FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm, FrozenLayout layout) {
   if (norm) {
     auto [scale, shift] = eval_scale_shift(*norm);
-    build(conv, scale, shift);
+    build(conv, scale, shift, layout);
   } else {
-    build(conv, {}, {});
+    build(conv, {}, {}, layout);
   }
 }
 
-FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+FoldedConv::FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn,
+                       FrozenLayout layout) {
   torch::NoGradGuard no_grad;
   auto scale = (bn->running_var + bn->options.eps()).rsqrt() * bn->weight;
-  build(conv, scale, bn->bias - bn->running_mean * scale);
+  build(conv, scale, bn->bias - bn->running_mean * scale, layout);
 }
 
 void FoldedConv::build(const torch::nn::Conv2d& conv, const torch::Tensor& scale,
-                       const torch::Tensor& shift) {
+                       const torch::Tensor& shift, FrozenLayout layout) {
   torch::NoGradGuard no_grad;
   const auto& o = conv->options;
   TORCH_CHECK(torch::enumtype::get_enum_name(o.padding_mode()) == "kZeros",
@@ -78,13 +106,25 @@ void FoldedConv::build(const torch::nn::Conv2d& conv, const torch::Tensor& scale
     w = w * scale.reshape({-1, 1, 1, 1});
     b = b * scale + shift;
   }
-  weight_ = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), padding_, stride_,
-                                             dilation_, groups_);
+  // As detail::conv_forward: a 1x1 kernel dilated computes the same and always runs on oneDNN
+  // (ATen 1.13 sends an undilated one of under 16 images at one thread to im2col + BLAS).
+  if (layout == FrozenLayout::kChannelsLast && w.size(2) == 1 && w.size(3) == 1) {
+    dilation_ = {2, 2};
+  }
+  if (layout == FrozenLayout::kBlocked) {
+    weight_ = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), padding_, stride_,
+                                               dilation_, groups_);
+  } else {
+    weight_ = w.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
   bias_ = b.contiguous();
 }
 
 torch::Tensor FoldedConv::operator()(const torch::Tensor& x) const {
-  return at::mkldnn_convolution(x, weight_, bias_, padding_, stride_, dilation_, groups_);
+  if (weight_.is_mkldnn()) {
+    return at::mkldnn_convolution(x, weight_, bias_, padding_, stride_, dilation_, groups_);
+  }
+  return at::conv2d(x, weight_, bias_, stride_, padding_, dilation_, groups_);
 }
 
 FrozenBatchNormOp::FrozenBatchNormOp(const torch::nn::BatchNorm2d& bn) {
@@ -99,15 +139,6 @@ FrozenBatchNormOp::FrozenBatchNormOp(const torch::nn::BatchNorm2d& bn) {
 torch::Tensor FrozenBatchNormOp::operator()(const torch::Tensor& x) const {
   return at::batch_norm(x, weight_, bias_, mean_, var_, /*training=*/false, 0.0, eps_,
                         /*cudnn_enabled=*/false);
-}
-
-torch::Tensor to_dense_outside_inference(const torch::Tensor& x) {
-  TORCH_CHECK(!c10::InferenceMode::is_enabled(), "to_dense_outside_inference: in inference mode");
-  // An inference tensor has no autograd keys, so its ops reach oneDNN's kernels without
-  // autograd being excluded, which they assert; this guard excludes it. The result, made
-  // outside inference mode, is an ordinary tensor.
-  at::AutoDispatchBelowADInplaceOrView guard;
-  return x.to_dense();
 }
 
 bool WeightsVersion::update(const torch::nn::Module& module) {

@@ -46,12 +46,12 @@ bool ResidualBlockImpl::foldable() const {
          (!down_conv_ || down_bn_.foldable());
 }
 
-FrozenResidualBlock ResidualBlockImpl::frozen() const {
+FrozenResidualBlock ResidualBlockImpl::frozen(FrozenLayout layout) const {
   FrozenResidualBlock f;
-  f.conv1 = FoldedConv(conv1_, &bn1_);
-  f.conv2 = FoldedConv(conv2_, &bn2_);
-  if (bottleneck_) f.conv3 = FoldedConv(conv3_, &bn3_);
-  if (down_conv_) f.down = FoldedConv(down_conv_, &down_bn_);
+  f.conv1 = FoldedConv(conv1_, &bn1_, layout);
+  f.conv2 = FoldedConv(conv2_, &bn2_, layout);
+  if (bottleneck_) f.conv3 = FoldedConv(conv3_, &bn3_, layout);
+  if (down_conv_) f.down = FoldedConv(down_conv_, &down_bn_, layout);
   return f;
 }
 
@@ -62,6 +62,7 @@ torch::Tensor FrozenResidualBlock::forward_pre(const torch::Tensor& x) const {
 }
 
 struct FrozenResNet {
+  FrozenLayout layout;
   FoldedConv stem;
   std::vector<std::vector<FrozenResidualBlock>> stages;
 };
@@ -155,10 +156,12 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
               input.sizes());
   if (frozen_version_.update(*this) || !frozen_) {
     auto program = std::make_shared<detail::FrozenResNet>();
-    program->stem = detail::FoldedConv(conv1_, &bn1_);
+    // Measured (step_bench's teacher row, MGD_FROZEN_LAYOUT): oneDNN's blocked layout.
+    program->layout = detail::frozen_layout(detail::FrozenLayout::kBlocked);
+    program->stem = detail::FoldedConv(conv1_, &bn1_, program->layout);
     for (auto& stage : stages_) {
       program->stages.emplace_back();
-      for (auto& block : stage) program->stages.back().push_back(block->frozen());
+      for (auto& block : stage) program->stages.back().push_back(block->frozen(program->layout));
     }
     frozen_ = std::move(program);
   }
@@ -166,7 +169,7 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
   torch::Tensor last;
   {
     c10::InferenceMode inference;
-    auto x = frozen_->stem(input.contiguous().to_mkldnn()).relu_();
+    auto x = frozen_->stem(detail::to_frozen_layout(input, frozen_->layout)).relu_();
     if (config_.imagenet_stem) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
     for (auto& stage : frozen_->stages) {
       for (size_t b = 0; b < stage.size(); ++b) {
@@ -184,7 +187,7 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
   Features f;
   for (auto& tap : taps) {
-    f.pre_relu.push_back(detail::to_dense_outside_inference(tap));
+    f.pre_relu.push_back(detail::from_frozen_layout(tap));
     f.post_relu.push_back(torch::relu(f.pre_relu.back()));
   }
   if (fc_) f.logits = fc_(f.post_relu.back().mean({2, 3}));
@@ -241,9 +244,10 @@ ResNetConfig resnet_config(const std::string& name) {
   if (name == "resnet56") return cifar(56, {16, 32, 64}, 16);
   if (name == "resnet8x4") return cifar(8, {64, 128, 256}, 32);
   if (name == "resnet32x4") return cifar(32, {64, 128, 256}, 32);
-  TORCH_CHECK(false, "Unknown ResNet '", name,
-              "'; available: resnet10, resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, "
-              "resnet56, resnet8x4, resnet32x4");
+  TORCH_CHECK(
+      false, "Unknown ResNet '", name,
+      "'; available: resnet10, resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, "
+      "resnet56, resnet8x4, resnet32x4");
 }
 
 ResNet resnet10(const ModelOptions& o) {

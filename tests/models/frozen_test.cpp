@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "mgd/distiller/distiller.h"
@@ -59,28 +60,36 @@ struct Case {
 };
 
 TEST(FrozenProgram, SameMapsAndLogitsAsExtractForEveryZooResNetAndWrn) {
-  for (const Case& c : {Case{"resnet18", 3, 64}, Case{"resnet50", 3, 64}, Case{"resnet20", 1, 28},
-                        Case{"resnet8x4", 1, 28}, Case{"wrn_16_2", 1, 28}, Case{"wrn_40_2", 3, 32}}) {
-    auto net = mgd::models::make_model(c.arch, mgd::models::ModelOptions().in_channels(c.channels));
-    randomize_norms(*net, 7);
-    net->eval();
-    torch::manual_seed(1);
-    auto x = torch::randn({5, c.channels, c.size, c.size});
-    Features ref;
-    {
-      torch::NoGradGuard no_grad;
-      ref = net->extract(x);
-    }
-    auto frozen = net->extract_frozen(x);
-    expect_same_features(frozen, ref, c.arch);
-    // The program ran: folded weights round differently from conv-then-BatchNorm.
-    EXPECT_FALSE(torch::equal(frozen.pre_relu.back(), ref.pre_relu.back())) << c.arch;
-    // A second call reuses the program: the same result bit for bit.
-    auto again = net->extract_frozen(x);
-    for (size_t i = 0; i < frozen.pre_relu.size(); ++i) {
-      EXPECT_TRUE(torch::equal(again.pre_relu[i], frozen.pre_relu[i])) << c.arch;
+  // Each network in its own layout, then in the other one.
+  for (const char* layout : {"", "blocked", "channels_last"}) {
+    SCOPED_TRACE(std::string("MGD_FROZEN_LAYOUT=") + layout);
+    ::setenv("MGD_FROZEN_LAYOUT", layout, 1);
+    for (const Case& c :
+         {Case{"resnet18", 3, 64}, Case{"resnet50", 3, 64}, Case{"resnet20", 1, 28},
+          Case{"resnet8x4", 1, 28}, Case{"wrn_16_2", 1, 28}, Case{"wrn_40_2", 3, 32}}) {
+      auto net =
+          mgd::models::make_model(c.arch, mgd::models::ModelOptions().in_channels(c.channels));
+      randomize_norms(*net, 7);
+      net->eval();
+      torch::manual_seed(1);
+      auto x = torch::randn({5, c.channels, c.size, c.size});
+      Features ref;
+      {
+        torch::NoGradGuard no_grad;
+        ref = net->extract(x);
+      }
+      auto frozen = net->extract_frozen(x);
+      expect_same_features(frozen, ref, c.arch);
+      // The program ran: folded weights round differently from conv-then-BatchNorm.
+      EXPECT_FALSE(torch::equal(frozen.pre_relu.back(), ref.pre_relu.back())) << c.arch;
+      // A second call reuses the program: the same result bit for bit.
+      auto again = net->extract_frozen(x);
+      for (size_t i = 0; i < frozen.pre_relu.size(); ++i) {
+        EXPECT_TRUE(torch::equal(again.pre_relu[i], frozen.pre_relu[i])) << c.arch;
+      }
     }
   }
+  ::unsetenv("MGD_FROZEN_LAYOUT");
 }
 
 TEST(FrozenProgram, FollowsWeightsLoadedAfterItWasBuiltAndNeverChangesTheState) {
@@ -155,7 +164,8 @@ TEST(FrozenProgram, WhereItDoesNotApplyItIsExtractWithoutAGraph) {
   auto a = net->extract_frozen(xd);
   torch::NoGradGuard no_grad;
   auto b = net->extract(xd);
-  for (size_t i = 0; i < a.pre_relu.size(); ++i) EXPECT_TRUE(torch::equal(a.pre_relu[i], b.pre_relu[i]));
+  for (size_t i = 0; i < a.pre_relu.size(); ++i)
+    EXPECT_TRUE(torch::equal(a.pre_relu[i], b.pre_relu[i]));
 
   mgd::models::ResNetConfig config = mgd::models::resnet_config("resnet18");
   config.group_norm_last_block = true;
@@ -165,13 +175,14 @@ TEST(FrozenProgram, WhereItDoesNotApplyItIsExtractWithoutAGraph) {
   auto x = torch::randn({2, 3, 64, 64});
   auto g1 = gn->extract_frozen(x);
   auto g2 = gn->extract(x);
-  for (size_t i = 0; i < g1.pre_relu.size(); ++i) EXPECT_TRUE(torch::equal(g1.pre_relu[i], g2.pre_relu[i]));
+  for (size_t i = 0; i < g1.pre_relu.size(); ++i)
+    EXPECT_TRUE(torch::equal(g1.pre_relu[i], g2.pre_relu[i]));
   EXPECT_FALSE(g1.pre_relu[0].requires_grad());
 }
 
 TEST(FrozenProgram, MoCoEncoderAsTeacherGivesExtractsMapsAndProjections) {
-  auto encoder = mgd::models::MoCoEncoder(
-      mgd::models::MoCoEncoderOptions("resnet8x4").in_channels(1).dim(16));
+  auto encoder =
+      mgd::models::MoCoEncoder(mgd::models::MoCoEncoderOptions("resnet8x4").in_channels(1).dim(16));
   randomize_norms(*encoder, 3);
   encoder->eval();
   auto x = torch::randn({6, 1, 28, 28});
@@ -205,10 +216,12 @@ TEST(FrozenProgram, DistillationLossesEqualThoseFromTheUnfoldedTeacher) {
   ASSERT_EQ(out.position_losses.size(), ref.position_losses.size());
   for (size_t i = 0; i < ref.position_losses.size(); ++i) {
     if (!ref.position_losses[i].defined()) continue;
-    const double a = out.position_losses[i].item<double>(), b = ref.position_losses[i].item<double>();
+    const double a = out.position_losses[i].item<double>(),
+                 b = ref.position_losses[i].item<double>();
     EXPECT_NEAR(a, b, 1e-4 * std::abs(b) + 1e-6) << "position " << i;
   }
-  EXPECT_NEAR(out.loss.item<double>(), ref.loss.item<double>(), 1e-4 * std::abs(ref.loss.item<double>()));
+  EXPECT_NEAR(out.loss.item<double>(), ref.loss.item<double>(),
+              1e-4 * std::abs(ref.loss.item<double>()));
 }
 
 }  // namespace

@@ -3,9 +3,10 @@
 // A teacher never changes during a run and needs no graph, so its forward can run as an
 // inference program: every BatchNorm that directly follows a convolution folded into it
 // (weights scaled, a bias added; a pre-activation network's other BatchNorms stay), the
-// activations kept in oneDNN's blocked layout from the input to the taps (no reorder per
-// layer), under LibTorch's inference mode. Only the maps a distiller reads are converted
-// back to ordinary tensors, outside inference mode, so autograd may save them.
+// activations kept from the input to the taps in the layout oneDNN runs that network fastest
+// in, measured per network (FrozenLayout), under LibTorch's inference mode. Only the maps a
+// distiller reads are converted back to ordinary tensors, outside inference mode, so autograd may
+// save them.
 //
 // The program is a cache, never part of the module's state: checkpoints and exports hold the
 // original weights, the margins still come from the original BatchNorms, and the program is
@@ -27,6 +28,23 @@ namespace mgd::models::detail {
 
 class Norm;
 
+/// Where a frozen program keeps its activations between layers.
+enum class FrozenLayout {
+  kBlocked,       ///< oneDNN's blocked layout (opaque tensors): no reorder per layer
+  kChannelsLast,  ///< ordinary NHWC tensors
+};
+
+/// The layout a program uses: MGD_FROZEN_LAYOUT ("blocked" or "channels_last") when set,
+/// else the network's `preferred` one.
+FrozenLayout frozen_layout(FrozenLayout preferred);
+
+/// A B x C x H x W input in the program's layout.
+torch::Tensor to_frozen_layout(const torch::Tensor& x, FrozenLayout layout);
+
+/// A map a program made under inference mode, as an ordinary contiguous NCHW tensor; called
+/// outside inference mode (autograd may then save the result).
+torch::Tensor from_frozen_layout(const torch::Tensor& x);
+
 /// Whether a network's frozen program may run on this input: the network in eval mode, the
 /// input a 4-D float CPU tensor, LibTorch built with oneDNN, MGD_FROZEN_PROGRAM not "0".
 bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& input);
@@ -35,28 +53,30 @@ bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& i
 /// norm(x) = x * scale + shift. Throws for other norms.
 std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm);
 
-/// A convolution with, optionally, the norm that follows it folded in, its weights reordered
-/// for oneDNN once. Runs on oneDNN tensors. For the zoo's convolutions: zero padding of
-/// (kernel - 1) / 2.
+/// A convolution with, optionally, the norm that follows it folded in, its weights prepared
+/// once for the layout (reordered for oneDNN, or NHWC). For the zoo's convolutions: zero
+/// padding of (kernel - 1) / 2.
 class FoldedConv {
  public:
   FoldedConv() = default;
   /// `norm` may be null: the convolution alone.
-  FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm);
+  FoldedConv(const torch::nn::Conv2d& conv, const Norm* norm, FrozenLayout layout);
   /// A convolution followed by BatchNorm2d `bn` (eval statistics).
-  FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+  FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn, FrozenLayout layout);
+  /// x in the layout the weights were prepared for.
   torch::Tensor operator()(const torch::Tensor& x) const;
   bool defined() const { return weight_.defined(); }
 
  private:
-  void build(const torch::nn::Conv2d& conv, const torch::Tensor& scale, const torch::Tensor& shift);
+  void build(const torch::nn::Conv2d& conv, const torch::Tensor& scale, const torch::Tensor& shift,
+             FrozenLayout layout);
   torch::Tensor weight_, bias_;
   std::vector<int64_t> stride_, padding_, dilation_;
   int64_t groups_ = 1;
 };
 
-/// A BatchNorm2d in eval mode over oneDNN tensors (a pre-activation network's norms, which
-/// no convolution directly precedes).
+/// A BatchNorm2d in eval mode over a program's tensors (a pre-activation network's norms,
+/// which no convolution directly precedes).
 class FrozenBatchNormOp {
  public:
   FrozenBatchNormOp() = default;
@@ -67,10 +87,6 @@ class FrozenBatchNormOp {
   torch::Tensor weight_, bias_, mean_, var_;
   double eps_ = 1e-5;
 };
-
-/// A oneDNN tensor made under inference mode as an ordinary dense tensor, called outside
-/// inference mode (autograd may then save the result).
-torch::Tensor to_dense_outside_inference(const torch::Tensor& x);
 
 /// Identity of a module's weights: every parameter and buffer's storage and version counter.
 /// Changes when a tensor is replaced, or modified in place (load_state_dict copies, an

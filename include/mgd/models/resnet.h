@@ -85,7 +85,7 @@ class ResidualBlockImpl : public torch::nn::Module {
   /// Whether every norm of the block folds into its convolution (no GroupNorm).
   bool foldable() const;
   /// The block with its norms folded in (eval statistics), for a frozen program.
-  FrozenResidualBlock frozen() const;
+  FrozenResidualBlock frozen(FrozenLayout layout) const;
 
  private:
   bool bottleneck_;

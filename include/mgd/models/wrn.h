@@ -37,7 +37,7 @@ class WideBlockImpl : public torch::nn::Module {
   /// The block's output from its input `x` and `act` = relu(bn1(x)).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& act);
   /// The block for a frozen program (eval statistics).
-  FrozenWideBlock frozen() const;
+  FrozenWideBlock frozen(FrozenLayout layout) const;
   torch::nn::BatchNorm2d bn1{nullptr};
 
  private:
