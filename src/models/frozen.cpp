@@ -16,9 +16,12 @@ bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& i
     const char* v = std::getenv("MGD_FROZEN_PROGRAM");
     return !(v && std::strcmp(v, "0") == 0);
   }();
+  // oneDNN's ReLU maps NaN to 0 (ATen's keeps it): a NaN input or weight must stay visible,
+  // so such inputs take the unfolded path (networks check their weights at each rebuild).
   return enabled && at::hasMKLDNN() && !net.is_training() && input.dim() == 4 &&
          input.device().is_cpu() && input.layout() == torch::kStrided &&
-         input.scalar_type() == torch::kFloat && input.size(0) >= 1;
+         input.scalar_type() == torch::kFloat && input.size(0) >= 1 &&
+         torch::isfinite(input).all().item<bool>();
 }
 
 FrozenLayout frozen_layout(FrozenLayout preferred) {

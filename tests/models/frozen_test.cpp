@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "mgd/distiller/distiller.h"
@@ -178,6 +179,21 @@ TEST(FrozenProgram, WhereItDoesNotApplyItIsExtractWithoutAGraph) {
   for (size_t i = 0; i < g1.pre_relu.size(); ++i)
     EXPECT_TRUE(torch::equal(g1.pre_relu[i], g2.pre_relu[i]));
   EXPECT_FALSE(g1.pre_relu[0].requires_grad());
+}
+
+TEST(FrozenProgram, NanWeightsOrInputsStayNan) {
+  // oneDNN's ReLU maps NaN to 0: such networks and inputs take the unfolded path.
+  auto net = mgd::models::make_model("wrn_16_2", mgd::models::ModelOptions().in_channels(1));
+  net->eval();
+  auto x = torch::randn({2, 1, 28, 28});
+  auto bad = x.clone();
+  bad[0][0][3][3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(torch::isnan(net->extract_frozen(bad).pre_relu.back()).any().item<bool>());
+  {
+    torch::NoGradGuard no_grad;
+    net->named_parameters()["conv1.weight"].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  EXPECT_TRUE(torch::isnan(net->extract_frozen(x).pre_relu.back()).any().item<bool>());
 }
 
 TEST(FrozenProgram, MoCoEncoderAsTeacherGivesExtractsMapsAndProjections) {
