@@ -153,6 +153,12 @@ bool WeightsVersion::update(const torch::nn::Module& module) {
   for (const auto& b : module.buffers()) now.emplace_back(b.data_ptr(), 0);
   if (now == seen_) return false;
   seen_ = std::move(now);
+  finite_ = true;
+  for (const auto& p : module.parameters())
+    finite_ = finite_ && torch::isfinite(p).all().item<bool>();
+  for (const auto& b : module.buffers()) {
+    if (b.is_floating_point()) finite_ = finite_ && torch::isfinite(b).all().item<bool>();
+  }
   return true;
 }
 

@@ -62,7 +62,6 @@ torch::Tensor FrozenResidualBlock::forward_pre(const torch::Tensor& x) const {
 }
 
 struct FrozenResNet {
-  bool finite = true;  ///< every weight finite: else the unfolded path (frozen.cpp)
   FrozenLayout layout;
   FoldedConv stem;
   std::vector<std::vector<FrozenResidualBlock>> stages;
@@ -157,12 +156,6 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
               input.sizes());
   if (frozen_version_.update(*this) || !frozen_) {
     auto program = std::make_shared<detail::FrozenResNet>();
-    for (const auto& t : parameters())
-      program->finite = program->finite && torch::isfinite(t).all().item<bool>();
-    for (const auto& t : buffers()) {
-      if (t.is_floating_point())
-        program->finite = program->finite && torch::isfinite(t).all().item<bool>();
-    }
     // Measured (step_bench's teacher row, MGD_FROZEN_LAYOUT): oneDNN's blocked layout.
     program->layout = detail::frozen_layout(detail::FrozenLayout::kBlocked);
     program->stem = detail::FoldedConv(conv1_, &bn1_, program->layout);
@@ -172,7 +165,7 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
     }
     frozen_ = std::move(program);
   }
-  if (!frozen_->finite) return FeatureNetImpl::extract_frozen(input);
+  if (!frozen_version_.finite()) return FeatureNetImpl::extract_frozen(input);
   std::vector<torch::Tensor> taps;
   torch::Tensor last;
   {

@@ -96,9 +96,13 @@ class WeightsVersion {
   /// True (and the recorded version updated) when `module`'s weights differ from the last
   /// recorded ones, or nothing was recorded yet.
   bool update(const torch::nn::Module& module);
+  /// Whether every floating-point weight was finite at the last change: oneDNN's ReLU maps
+  /// NaN to 0, so a network with a non-finite weight must take its unfolded path.
+  bool finite() const { return finite_; }
 
  private:
   std::vector<std::pair<const void*, uint32_t>> seen_;
+  bool finite_ = true;
 };
 
 }  // namespace mgd::models::detail
