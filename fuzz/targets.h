@@ -22,6 +22,7 @@
 #include "mgd/data/idx.h"
 #include "mgd/data/image.h"
 #include "mgd/data/transforms.h"
+#include "mgd/serialize/archive.h"
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
 
@@ -180,6 +181,17 @@ inline int checkpoint(const uint8_t* data, size_t size) {
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "round trip failed: %s\n", e.what_without_backtrace());
     std::abort();
+  }
+  return 0;
+}
+
+/// The TorchScript archive check that runs before LibTorch's reader (models/torchscript.h):
+/// any input is accepted or refused with a c10::Error. What LibTorch then parses of an
+/// accepted archive (TorchScript code, pickles) is LibTorch's, outside this target.
+inline int torchscript(const uint8_t* data, size_t size) {
+  try {
+    mgd::serialize::check_torchscript_archive(data, size, "fuzz.pt");
+  } catch (const c10::Error&) {
   }
   return 0;
 }

@@ -153,6 +153,7 @@ ZipReader::ZipReader(const Source& source) : source_(source) {
            compressed, " but size ", uncompressed);
     }
     e.size = compressed;
+    e.uncompressed_size = uncompressed;
     if (e.local_header_offset > cd_offset || compressed > cd_offset - e.local_header_offset) {
       fail(name, ": corrupt zip archive: entry '", e.name, "' lies outside the file");
     }
@@ -170,11 +171,15 @@ const ZipEntry* ZipReader::find(const std::string& name) const {
 }
 
 uint64_t ZipReader::data_offset(const ZipEntry& entry) const {
-  const std::string& name = source_.name();
   if (entry.method != 0) {
-    fail(name, ": zip record '", entry.name, "' is compressed (method ", entry.method,
+    fail(source_.name(), ": zip record '", entry.name, "' is compressed (method ", entry.method,
          "); only uncompressed records, as torch.save writes them, are supported");
   }
+  return data_start(entry);
+}
+
+uint64_t ZipReader::data_start(const ZipEntry& entry) const {
+  const std::string& name = source_.name();
   const uint64_t local = entry.local_header_offset;
   if (local > central_directory_offset_ || central_directory_offset_ - local < kLocalHeaderSize) {
     fail(name, ": corrupt zip archive: local header of '", entry.name, "' is out of place");
@@ -209,6 +214,72 @@ std::string ZipReader::read_string(const ZipEntry& entry, uint64_t max_size) con
   std::string s(static_cast<size_t>(entry.size), '\0');
   read(entry, s.data());
   return s;
+}
+
+void ZipReader::verify(const ZipEntry& entry, uint64_t max_inflated) const {
+  const std::string& name = source_.name();
+  if (entry.method != 0 && entry.method != 8) {
+    fail(name, ": zip record '", entry.name, "' uses compression method ", entry.method,
+         " (only stored and deflated records are read)");
+  }
+  const uint64_t start = data_start(entry);
+  constexpr uint64_t kChunk = 1 << 16;
+  std::vector<unsigned char> in(kChunk), out(entry.method == 8 ? kChunk : 0);
+  uLong crc = crc32_z(0L, Z_NULL, 0);
+  if (entry.method == 0) {
+    for (uint64_t done = 0; done < entry.size;) {
+      const uint64_t n = std::min(kChunk, entry.size - done);
+      source_.read(start + done, in.data(), n, entry.name.c_str());
+      crc = crc32_z(crc, in.data(), static_cast<z_size_t>(n));
+      done += n;
+    }
+  } else {
+    if (entry.uncompressed_size > max_inflated) {
+      fail(name, ": zip record '", entry.name, "' inflates to ", entry.uncompressed_size,
+           " bytes, more than the ", max_inflated, " expected");
+    }
+    z_stream z{};
+    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(name, ": cannot start zlib");
+    struct End {
+      z_stream* z;
+      ~End() { inflateEnd(z); }
+    } end{&z};
+    uint64_t read = 0, inflated = 0;
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END) {
+      if (z.avail_in == 0) {
+        if (read == entry.size) {
+          fail(name, ": corrupt zip archive: record '", entry.name, "' ends before its data");
+        }
+        const uint64_t n = std::min(kChunk, entry.size - read);
+        source_.read(start + read, in.data(), n, entry.name.c_str());
+        read += n;
+        z.next_in = in.data();
+        z.avail_in = static_cast<uInt>(n);
+      }
+      z.next_out = out.data();
+      z.avail_out = static_cast<uInt>(kChunk);
+      rc = inflate(&z, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END) {
+        fail(name, ": corrupt zip archive: record '", entry.name, "' does not inflate (",
+             z.msg ? z.msg : "zlib error", ")");
+      }
+      const uint64_t produced = kChunk - z.avail_out;
+      inflated += produced;
+      if (inflated > entry.uncompressed_size) {
+        fail(name, ": corrupt zip archive: record '", entry.name, "' inflates past its size ",
+             entry.uncompressed_size);
+      }
+      crc = crc32_z(crc, out.data(), static_cast<z_size_t>(produced));
+    }
+    if (inflated != entry.uncompressed_size) {
+      fail(name, ": corrupt zip archive: record '", entry.name, "' inflates to ", inflated,
+           " bytes, not ", entry.uncompressed_size);
+    }
+  }
+  if (static_cast<uint32_t>(crc) != entry.crc32) {
+    fail(name, ": corrupt zip archive: checksum mismatch in record '", entry.name, "'");
+  }
 }
 
 }  // namespace mgd::serialize::detail

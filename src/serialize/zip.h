@@ -19,7 +19,8 @@ namespace mgd::serialize::detail {
 struct ZipEntry {
   std::string name;
   uint64_t local_header_offset = 0;
-  uint64_t size = 0;  // compressed == uncompressed: only stored records are accepted
+  uint64_t size = 0;  // bytes in the archive (compressed == uncompressed for stored records)
+  uint64_t uncompressed_size = 0;
   uint32_t crc32 = 0;
   uint16_t method = 0;
   uint16_t flags = 0;
@@ -40,8 +41,13 @@ class ZipReader {
   void read(const ZipEntry& entry, void* dst) const;
   /// Reads an entry of at most max_size bytes into a string.
   std::string read_string(const ZipEntry& entry, uint64_t max_size) const;
+  /// Checks a record without keeping it: its bytes lie inside the file and match its CRC-32;
+  /// a deflated one (TorchScript archives deflate their code) inflates to exactly its
+  /// uncompressed size, at most `max_inflated` bytes. Reads in fixed-size chunks.
+  void verify(const ZipEntry& entry, uint64_t max_inflated) const;
 
  private:
+  uint64_t data_start(const ZipEntry& entry) const;  // data_offset() for any method
   const Source& source_;
   std::vector<ZipEntry> entries_;
   std::unordered_map<std::string, size_t> by_name_;

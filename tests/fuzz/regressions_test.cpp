@@ -37,5 +37,6 @@ TEST(FuzzRegressions, Image) { replay("image", mgd_fuzz::image); }
 TEST(FuzzRegressions, Idx) { replay("idx", mgd_fuzz::idx); }
 TEST(FuzzRegressions, Cifar) { replay("cifar", mgd_fuzz::cifar); }
 TEST(FuzzRegressions, Coco) { replay("coco", mgd_fuzz::coco); }
+TEST(FuzzRegressions, TorchScript) { replay("torchscript", mgd_fuzz::torchscript); }
 
 }  // namespace
