@@ -14,6 +14,7 @@
 #include "mgd/distributed/launch.h"
 #include "mgd/models/moco.h"
 #include "mgd/models/registry.h"
+#include "mgd/models/torchscript.h"
 #include "mgd/training/interrupt.h"
 #include "mgd/reducers/reducer.h"
 #include "mgd/serialize/checkpoint.h"
@@ -285,8 +286,13 @@ int main(int argc, char** argv) {
         return 0;
       }
       TORCH_CHECK(!export_head, "--head is for --task moco only");
-      auto net = mgd::models::make_model(
-          export_arch, mgd::models::ModelOptions().classes(export_classes).in_channels(export_channels));
+      // A scripted model knows its classes and channels.
+      std::string script;
+      auto net = mgd::models::is_torchscript_name(export_arch, &script)
+                     ? mgd::FeatureNet(mgd::models::TorchScriptNet(script).ptr())
+                     : mgd::models::make_model(export_arch, mgd::models::ModelOptions()
+                                                                .classes(export_classes)
+                                                                .in_channels(export_channels));
       if (export_task == "moco") {
         // MoCo's encoder without its projection head, as main_lincls.py loads it into a
         // torchvision ResNet (strict=False: fc is the classifier still to train).
@@ -307,6 +313,7 @@ int main(int argc, char** argv) {
     if (models->parsed()) {
       std::cout << "models:";
       for (const auto& n : mgd::models::model_names()) std::cout << " " << n;
+      std::cout << "\n        torchscript:FILE.pt (a PyTorch model scripted by tools/mgd_script.py)";
       std::cout << "\nreducers:";
       for (const auto& n : mgd::reducer_names()) std::cout << " " << n;
       std::cout << "\n";

@@ -186,7 +186,7 @@ void add_training_options(OptionBinder& b, training::TrainOptions& o) {
 
 void add_distillation_options(OptionBinder& b, training::TrainOptions& o) {
   o.method = training::Method::kMgd;
-  b.add("--teacher-arch", o.teacher_arch, "Teacher architecture (see `mgd models`)")->group("Distillation");
+  b.add("--teacher-arch", o.teacher_arch, "Teacher architecture (see `mgd models`; torchscript:FILE.pt for a PyTorch model)")->group("Distillation");
   b.add("--teacher-checkpoint", o.teacher_checkpoint,
         "Trained teacher weights (mgd checkpoint, or a PyTorch state_dict / training checkpoint)")
       ->group("Distillation");
@@ -339,7 +339,7 @@ void add_run_options(OptionBinder& b, training::TrainOptions& o) {
   b.add("--task", o.task, "classification, detection, moco or linear")
       ->check(CLI::IsMember({"classification", "detection", "moco", "linear"}))
       ->group("Run");
-  b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`)")->group("Run");
+  b.add("-a,--arch", o.arch, "Architecture to train or evaluate (see `mgd models`; torchscript:FILE.pt for a PyTorch model)")->group("Run");
   b.add("--seed", o.seed, "Random seed (initialization, shuffling, augmentation)")->group("Run");
   b.add("--device", o.device, "cpu, cuda or cuda:N")->group("Run");
   b.add("--threads", o.threads, "CPU threads for LibTorch (0: every core)")->group("Run");

@@ -10,6 +10,7 @@
 #include "mgd/models/mobilenet.h"
 #include "mgd/models/resnet.h"
 #include "mgd/models/shufflenet.h"
+#include "mgd/models/torchscript.h"
 #include "mgd/models/wrn.h"
 
 namespace mgd::models {
@@ -66,6 +67,12 @@ std::vector<std::string> model_names() {
 }
 
 FeatureNet make_model(const std::string& name, const ModelOptions& options) {
+  std::string script;
+  if (is_torchscript_name(name, &script)) {
+    auto net = std::make_shared<TorchScriptNetImpl>(script);
+    check_torchscript_fits(*net, options);
+    return net;
+  }
   Factory factory;
   {
     std::lock_guard<std::mutex> lock(registry_mutex());

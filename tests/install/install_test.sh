@@ -22,6 +22,9 @@ grep -q "^mgd [0-9][0-9.]* (git " <<<"$version"
 grep -q "^LibTorch [0-9]" <<<"$version"
 grep -q "CUDA: " <<<"$version"
 [ -f "$prefix/include/mgd/distiller/distiller.h" ]
+# The scripting tool beside the CLI (Debian's python3-torch runs it).
+script_help=$("$prefix/bin/mgd-script" --help)
+grep -q "TorchScript" <<<"$script_help"
 [ -f "$prefix/$libdir/cmake/mgd/mgdConfig.cmake" ] && [ -f "$prefix/$libdir/cmake/mgd/mgdConfigVersion.cmake" ]
 
 echo "== find_package(mgd)"
@@ -50,6 +53,7 @@ echo "== cpack -G DEB"
 deb=$(ls "$work"/mgd_*.deb)
 dpkg-deb -c "$deb" >"$work/deb-contents.txt"
 grep -q "\./usr/bin/mgd$" "$work/deb-contents.txt"
+grep -q "\./usr/bin/mgd-script$" "$work/deb-contents.txt"
 grep -q "\./usr/$libdir/libmgd\.so$" "$work/deb-contents.txt"
 grep -q "\./usr/$libdir/cmake/mgd/mgdConfig\.cmake$" "$work/deb-contents.txt"
 depends=$(dpkg-deb -f "$deb" Depends)

@@ -10,8 +10,9 @@
 
 namespace mgd::models {
 
-/// The network registered under `name` (e.g. "resnet50", "mobilenet_v1", "wrn_40_2");
-/// throws c10::Error listing the known names otherwise.
+/// The network registered under `name` (e.g. "resnet50", "mobilenet_v1", "wrn_40_2"), or
+/// the TorchScript file of "torchscript:FILE.pt" (models/torchscript.h; its logits and input
+/// channels checked against `options`); throws c10::Error listing the known names otherwise.
 FeatureNet make_model(const std::string& name, const ModelOptions& options = {});
 /// Every registered name, sorted.
 std::vector<std::string> model_names();
