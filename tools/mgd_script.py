@@ -418,6 +418,7 @@ def main(argv=None) -> int:
         if args.list_taps:
             graph, tracer = _trace(model.eval())
             modules = dict(model.named_modules())
+            print(f"{'tap (its output is a ReLU)':<32} {'norm producing its input':<32} channels")
             for path in _tap_candidates(tracer, modules):
                 node = tracer.outputs[path][0].node
                 norm = _norm_of(node.args[0], modules) if node.args else None
