@@ -8,12 +8,14 @@
 #include <string>
 
 #include "mgd/loss/loss.h"
+#include "support/errors.h"
 #include "support/toy_nets.h"
 
 namespace {
 
 using mgd::Distiller;
 using mgd::DistillerOptions;
+using mgd::testing::error_of;
 using mgd::testing::FixedFeatures;
 using mgd::testing::ToyLayer;
 using mgd::testing::ToyNet;
@@ -23,15 +25,6 @@ ToyNet teacher_net() {
 }
 ToyNet student_net() {
   return ToyNet(std::vector<ToyLayer>{{8, 1}, {16, 2}, {16, 2}});
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
 }
 
 Distiller matched_distiller(const std::string& reducer = "amp", bool kd = false) {

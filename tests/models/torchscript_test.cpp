@@ -22,12 +22,14 @@
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/engine.h"
+#include "support/errors.h"
 #include "support/synthetic_data.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using mgd::models::TorchScriptNet;
+using mgd::testing::error_of;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -78,15 +80,6 @@ std::string model(const std::string& file) {
 bool close_at_scale(const torch::Tensor& ours, const torch::Tensor& theirs) {
   const double scale = theirs.abs().max().item<double>();
   return torch::allclose(ours, theirs, 1e-4, 1e-4 + 1e-5 * scale);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
 }
 
 mgd::FeatureNet native(const std::string& name) {

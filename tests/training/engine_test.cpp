@@ -13,11 +13,13 @@
 #include "mgd/serialize/state_dict.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/engine.h"
+#include "support/errors.h"
 #include "support/synthetic_data.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using mgd::testing::error_of;
 using mgd::training::Method;
 using mgd::training::TrainOptions;
 
@@ -71,14 +73,6 @@ class EngineTest : public ::testing::Test {
     std::stringstream s;
     s << in.rdbuf();
     return s.str();
-  }
-  static std::string error_of(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const c10::Error& e) {
-      return e.what_without_backtrace();
-    }
-    return "";
   }
   static std::string root_;
 };
