@@ -163,7 +163,14 @@ TorchScriptNetImpl::TorchScriptNetImpl(const std::string& path) : path_(path) {
     *leaf = full.substr(start);
     return *m;
   };
+  std::map<const c10::TensorImpl*, std::string> seen;  // tied weights would be updated twice
   for (const auto& p : net->named_parameters(/*recurse=*/true)) {
+    const auto [it, fresh] = seen.emplace(p.value.unsafeGetTensorImpl(), p.name);
+    if (!fresh) {
+      fail_file(path, "parameters '" + it->second + "' and '" + p.name +
+                          "' are one tensor (tied weights), which mgd's optimizer and "
+                          "checkpoints do not support yet");
+    }
     std::string leaf;
     auto& m = owner(p.name, &leaf);
     m.register_parameter(leaf, p.value, p.value.requires_grad());

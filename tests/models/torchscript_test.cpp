@@ -279,6 +279,10 @@ TEST(TorchScriptNet, BadInputsAreOneClearMessage) {
   // TorchScript, but not written by tools/mgd_script.py.
   const auto plain = error_of([&] { TorchScriptNet(model("plain.pt")); });
   EXPECT_NE(plain.find("not one written by tools/mgd_script.py"), std::string::npos) << plain;
+  // Tied weights: one tensor under two names.
+  const auto tied = error_of([&] { TorchScriptNet(model("tied.pt")); });
+  EXPECT_NE(tied.find("parameters 'fc.weight' and 'fc2.weight' are one tensor"), std::string::npos)
+      << tied;
   // A truncated file: its central directory is gone.
   const auto bytes = read_file(model("reference.pt"));
   std::ofstream(dir + "/truncated.pt", std::ios::binary) << bytes.substr(0, bytes.size() / 2);

@@ -6,7 +6,7 @@
                a small model with the MGD reference's interface as DIR/reference.pt with
                DIR/reference.expected.pth (an input, its pre-ReLU maps, logits and weights);
                a 1-channel student for the engine as DIR/tiny.pt; a TorchScript file not
-               written by the tool as DIR/plain.pt; and the tool's error cases' messages in
+               written by the tool as DIR/plain.pt; a model with tied weights as DIR/tied.pt; and the tool's error cases' messages in
                DIR/errors.txt, one line each.
   check NAME WEIGHTS IO
                loads WEIGHTS (written by mgd) strictly into a fresh Python model NAME
@@ -81,6 +81,22 @@ class TinyNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class TiedNet(nn.Module):
+    """Two layers sharing one weight tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+        self.fc2.weight = self.fc.weight
+
+    def forward(self, x):
+        return self.fc2(self.fc(self.act(self.bn(self.conv(x))).mean((2, 3))))
+
+
 class NoNormAtTap(nn.Module):
     def __init__(self):
         super().__init__()
@@ -133,6 +149,7 @@ def export(d):
     mgd_script.script_model(TinyNet(), ["stage1", "stage2", "stage3"], [1, 28, 28],
                             os.path.join(d, "tiny.pt"), source="tiny", quiet=True)
     torch.jit.script(nn.Linear(4, 2)).save(os.path.join(d, "plain.pt"))  # not mgd's
+    mgd_script.script_model(TiedNet(), ["act"], [3, 8, 8], os.path.join(d, "tied.pt"), quiet=True)
     m = make("reference")
     mgd_script.script_model(m, None, [3, 16, 16], os.path.join(d, "reference.pt"),
                             reference=True, source="reference", quiet=True)
