@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "mgd/models/registry.h"
 #include "mgd/serialize/archive.h"
 
 namespace mgd::models {

@@ -211,7 +211,10 @@ void ClassificationTask::build_models() {
   if (!o_.init_checkpoint.empty()) training::load_weights(o_.init_checkpoint, *student_, o_.arch);
   if (uses_teacher(o_.method)) {
     teacher_ = models::make_model(o_.teacher_arch, model_opts);
-    training::load_weights(o_.teacher_checkpoint, *teacher_, o_.teacher_arch);
+    // A scripted teacher carries its weights; a checkpoint, if given, replaces them.
+    if (!o_.teacher_checkpoint.empty()) {
+      training::load_weights(o_.teacher_checkpoint, *teacher_, o_.teacher_arch);
+    }
     teacher_->eval();
     for (auto& p : teacher_->parameters()) p.requires_grad_(false);
   }

@@ -20,6 +20,7 @@
 #include "mgd/distributed/communicator.h"
 #include "mgd/distributed/data_parallel.h"
 #include "mgd/distributed/environment.h"
+#include "mgd/models/registry.h"
 #include "mgd/serialize/checkpoint.h"
 #include "mgd/training/checkpoint.h"
 #include "mgd/training/interrupt.h"
@@ -151,9 +152,11 @@ void validate(const TrainOptions& o) {
   TORCH_CHECK(o.bucket_mb >= 1, "Invalid gradient bucket size: ", o.bucket_mb, " MiB (expected >= 1)");
   TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_arch.empty(),
               "Distillation (", method_name(o.method), ") needs a teacher architecture (--teacher-arch)");
-  TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_checkpoint.empty(),
+  TORCH_CHECK(!uses_teacher(o.method) || !o.teacher_checkpoint.empty() ||
+                  models::is_torchscript_name(o.teacher_arch),
               "Distillation (", method_name(o.method),
-              ") needs the trained teacher's weights (--teacher-checkpoint)");
+              ") needs the trained teacher's weights (--teacher-checkpoint; a torchscript: "
+              "teacher carries its own)");
 }
 
 // The files by which a directory is known to hold a run.

@@ -394,6 +394,13 @@ TEST(TorchScriptNet, EngineResumesAScriptedStudentExactly) {
   io.insert_or_assign("logits", logits);
   mgd::serialize::save_file(root + "/io.pth", mgd::serialize::Value(std::move(io)));
   EXPECT_EQ(run(oracle() + " check tiny " + exported + " " + root + "/io.pth"), 0);
+
+  // A scripted teacher carries its weights: no --teacher-checkpoint needed.
+  auto scripted_teacher = distill("scripted_teacher");
+  scripted_teacher.teacher_arch = "torchscript:" + model("tiny.pt");
+  scripted_teacher.teacher_checkpoint.clear();
+  scripted_teacher.epochs = 1;
+  EXPECT_EQ(mgd::training::run_training(scripted_teacher).epochs_done, 1);
   fs::remove_all(root);
 }
 

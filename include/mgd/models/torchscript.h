@@ -11,7 +11,8 @@
 // `.to(device)` act on the weights the scripted code computes with, and the weights it saves
 // (serialize::save_state_dict) load into the original Python model.
 //
-// In the registry: make_model("torchscript:FILE.pt") (the CLI's --arch / --teacher-arch).
+// In the registry: make_model("torchscript:FILE.pt") (the CLI's --arch / --teacher-arch;
+// is_torchscript_name() in models/registry.h).
 #pragma once
 
 #include <torch/script.h>
@@ -24,9 +25,6 @@
 #include "mgd/models/options.h"
 
 namespace mgd::models {
-
-/// The registry prefix naming a TorchScript file: "torchscript:PATH".
-inline constexpr const char* kTorchScriptPrefix = "torchscript:";
 
 class TorchScriptNetImpl : public FeatureNetImpl {
  public:
@@ -66,8 +64,5 @@ TORCH_MODULE(TorchScriptNet);
 /// checked with other than options.in_channels() input channels (a run's data set decides
 /// both; make_model calls it).
 void check_torchscript_fits(const TorchScriptNetImpl& net, const ModelOptions& options);
-
-/// Whether `name` is "torchscript:PATH" (then `*path` receives PATH).
-bool is_torchscript_name(const std::string& name, std::string* path = nullptr);
 
 }  // namespace mgd::models
