@@ -106,9 +106,9 @@ TorchScriptNetImpl::TorchScriptNetImpl(const std::string& path) : path_(path) {
   }
   const auto version = attribute(module_, path, "mgd_format");
   if (!version.isInt() || version.toInt() < 1 || version.toInt() > kFormatVersion) {
-    fail_file(path, "written by a newer tools/mgd_script.py (format " +
-                        (version.isInt() ? std::to_string(version.toInt()) : "?") +
-                        "; this mgd reads 1)");
+    fail_file(path, "its mgd_format is " +
+                        (version.isInt() ? std::to_string(version.toInt()) : "not a number") +
+                        "; this mgd reads format 1 (a newer tools/mgd_script.py wrote it?)");
   }
   positions_ = string_list(module_, path, "mgd_positions");
   norms_ = string_list(module_, path, "mgd_norms");
@@ -164,10 +164,11 @@ TorchScriptNetImpl::TorchScriptNetImpl(const std::string& path) : path_(path) {
     *leaf = full.substr(start);
     return *m;
   };
-  std::map<const c10::TensorImpl*, std::string> seen;  // tied weights would be updated twice
+  // Tied weights (one tensor, or one memory, under two names) would be updated twice.
+  std::map<const void*, std::string> seen;
   for (const auto& p : net->named_parameters(/*recurse=*/true)) {
-    const auto [it, fresh] = seen.emplace(p.value.unsafeGetTensorImpl(), p.name);
-    if (!fresh) {
+    const auto [it, fresh] = seen.emplace(p.value.data_ptr(), p.name);
+    if (!fresh && p.value.numel() > 0) {
       fail_file(path, "parameters '" + it->second + "' and '" + p.name +
                           "' are one tensor (tied weights), which mgd's optimizer and "
                           "checkpoints do not support yet");
