@@ -168,19 +168,23 @@ class _FxNet(nn.Module):
         return self.net(x)
 
 
+def _replace_out_of_place(graph: fx.Graph, node: fx.Node, act: str, pre: fx.Node) -> fx.Node:
+    """Replaces the activation `node` of `pre` by an out-of-place call; returns the new node."""
+    with graph.inserting_after(node):
+        new = graph.call_function(torch.relu if act == "relu" else F.relu6, (pre,))
+    node.replace_all_uses_with(new)
+    graph.erase_node(node)
+    return new
+
+
 def _out_of_place(graph: fx.Graph, pres: List[fx.Node], modules) -> None:
     """Every activation applied to a pre-activation map becomes out of place: an in-place
     ReLU (nn.ReLU(inplace=True), F.relu(x, inplace=True), x.relu_()) would overwrite it."""
     for pre in pres:
         for user in list(pre.users):
             act = _activation(user, modules)
-            if act is None or user.args[0] is not pre or not _is_inplace(user, modules):
-                continue
-            with graph.inserting_after(user):
-                fn = torch.relu if act == "relu" else F.relu6
-                new = graph.call_function(fn, (pre,))
-            user.replace_all_uses_with(new)
-            graph.erase_node(user)
+            if act is not None and user.args[0] is pre and _is_inplace(user, modules):
+                _replace_out_of_place(graph, user, act, pre)
 
 
 def _finish(model: nn.Module, graph: fx.Graph, pres, posts, logits) -> fx.GraphModule:
@@ -270,13 +274,8 @@ def _build_fx(model: nn.Module, taps: List[str], norms_given: Dict[str, str], no
             raise ScriptError(f"tap '{tap}': norm '{norm}' is not a module of the model with a "
                               "weight and a bias (BatchNorm2d, GroupNorm, FrozenBatchNorm2d)")
         # The final activation, out of place: nothing can overwrite `pre` any more.
-        with graph.inserting_after(post):
-            fn = torch.relu if act == "relu" else F.relu6
-            new_post = graph.call_function(fn, (pre,))
-        post.replace_all_uses_with(new_post)
-        graph.erase_node(post)
         pres.append(pre)
-        posts.append(new_post)
+        posts.append(_replace_out_of_place(graph, post, act, pre))
         norms.append(norm)
         acts.append(act)
     if len(set(acts)) > 1:
@@ -311,29 +310,25 @@ def script_model(model: nn.Module, taps: Optional[List[str]], input_shape: List[
     """Writes `model` as an mgd TorchScript file at `path`; returns the scripted module."""
     model = model.eval()
     norms = norms or {}
+    mods = dict(model.named_modules())
     if reference:
         gm, norm_paths, channels = _build_reference(model, no_logits)
-        positions = [f"position{i}" for i in range(len(norm_paths))]
-        meta = dict(positions=positions, norms=norm_paths, channels=channels,
-                    activation="relu", logits=0, input=list(input_shape), source=source)
-        root = _FxNet(gm, meta)
+        positions, act = [f"position{i}" for i in range(len(norm_paths))], "relu"
     else:
         if not taps:
             raise ScriptError("give --taps (module paths; --list-taps shows the candidates) "
                               "or --reference")
         gm, norm_paths, act = _build_fx(model, taps, norms, no_logits)
-        mods = dict(model.named_modules())
+        positions = list(taps)
         channels = [int(mods[n].weight.numel()) for n in norm_paths]
-        meta = dict(positions=list(taps), norms=norm_paths, channels=channels, activation=act,
-                    logits=0, input=list(input_shape), source=source)
-        root = _FxNet(gm, meta)
+    root = _FxNet(gm, dict(positions=positions, norms=norm_paths, channels=channels,
+                           activation=act, logits=0, input=list(input_shape), source=source))
     # Check on a sample: one map per position with its norm's channel count.
     x = torch.randn([2] + list(input_shape))
     with torch.no_grad():
         pre, post, logits = root(x)
     if len(pre) != len(norm_paths) or len(post) != len(pre):
         raise ScriptError(f"the model gives {len(pre)} maps for {len(norm_paths)} norms")
-    mods = dict(root.net.named_modules())
     for i, (p, n) in enumerate(zip(pre, norm_paths)):
         c = mods[n].weight.numel()
         if p.dim() != 4 or p.shape[1] != c:
