@@ -97,7 +97,10 @@ struct JpegJob {
   bool fast_idct = false;
   bool has_region = false;
   Region region;
+  // The region's rows may come back wider: all the columns libjpeg decodes for them.
+  bool wider = false;
   // out
+  int64_t decoded_left = 0;  // the image's first column, in the decoded image's coordinates
   Image* image = nullptr;
   std::vector<uint8_t>* scratch = nullptr;
   int64_t height = 0;
@@ -169,15 +172,6 @@ bool run_jpeg(JpegJob* job) {
     jpeg_destroy_decompress(cinfo);
     return false;
   }
-  Image* image = job->image;
-  image->height = r.height;
-  image->width = r.width;
-  image->channels = 3;
-  if (!try_allocate(&image->data, static_cast<size_t>(r.height * r.width * 3))) {
-    std::snprintf(job->message, sizeof(job->message), "out of memory");
-    jpeg_destroy_decompress(cinfo);
-    return false;
-  }
   jpeg_start_decompress(cinfo);
   JDIMENSION x0 = static_cast<JDIMENSION>(r.left);
   JDIMENSION cropped_width = static_cast<JDIMENSION>(r.width);
@@ -195,8 +189,21 @@ bool run_jpeg(JpegJob* job) {
   }
   if (r.top > 0) jpeg_skip_scanlines(cinfo, static_cast<JDIMENSION>(r.top));
   const int64_t components = cinfo->output_components;  // 3 (RGB) or 4 (CMYK)
-  const int64_t skip = r.left - static_cast<int64_t>(x0);
-  const bool direct = components == 3 && skip == 0 && cropped_width == r.width;
+  // Rows straight from libjpeg into the image: those it decodes are the region's, or the
+  // caller takes the wider rows.
+  const bool direct =
+      components == 3 && (job->wider || (x0 == r.left && cropped_width == r.width));
+  const int64_t skip = direct ? 0 : r.left - static_cast<int64_t>(x0);
+  Image* image = job->image;
+  image->height = r.height;
+  image->width = direct ? static_cast<int64_t>(cropped_width) : r.width;
+  image->channels = 3;
+  job->decoded_left = direct ? static_cast<int64_t>(x0) : r.left;
+  if (!try_allocate(&image->data, static_cast<size_t>(image->height * image->width * 3))) {
+    std::snprintf(job->message, sizeof(job->message), "out of memory");
+    jpeg_destroy_decompress(cinfo);
+    return false;
+  }
   if (!direct && !try_allocate(job->scratch, static_cast<size_t>(cropped_width) * components)) {
     std::snprintf(job->message, sizeof(job->message), "out of memory");
     jpeg_destroy_decompress(cinfo);
@@ -491,6 +498,11 @@ ImageInfo read_image_info(const uint8_t* data, size_t size, const std::string& n
 
 Image decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions& options,
                   const std::string& name) {
+  return decode_jpeg_rows(data, size, options, name, nullptr);
+}
+
+Image decode_jpeg_rows(const uint8_t* data, size_t size, const DecodeOptions& options,
+                       const std::string& name, Region* decoded) {
   TORCH_CHECK(options.scale_eighths() >= 1 && options.scale_eighths() <= 8,
               "Invalid DecodeOptions::scale_eighths: ", options.scale_eighths(), " (1..8)");
   Image image;
@@ -503,9 +515,14 @@ Image decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions& options
   job.fast_idct = options.fast_idct();
   job.has_region = options.region().has_value();
   if (job.has_region) job.region = *options.region();
+  job.wider = decoded != nullptr;
   job.image = &image;
   job.scratch = &scratch;
   TORCH_CHECK(run_jpeg(&job), "cannot decode JPEG ", name, ": ", job.message);
+  if (decoded) {
+    const Region r = job.has_region ? job.region : Region{0, 0, image.height, image.width};
+    *decoded = Region{r.top, job.decoded_left, image.height, image.width};
+  }
   return image;
 }
 
@@ -563,10 +580,22 @@ std::vector<uint8_t> read_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   TORCH_CHECK(f, "cannot open ", path, ": ", std::strerror(errno));
   std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0)
-    bytes.insert(bytes.end(), chunk, chunk + n);
+  // Read straight into the buffer, sized from the file's length (a file that grows or shrinks
+  // meanwhile is read to its end all the same).
+  size_t have = 0;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long length = std::ftell(f);
+    if (length > 0) bytes.resize(static_cast<size_t>(length) + 1);
+    std::rewind(f);
+  }
+  if (bytes.empty()) bytes.resize(1 << 16);
+  for (;;) {
+    const size_t n = std::fread(bytes.data() + have, 1, bytes.size() - have, f);
+    have += n;
+    if (have < bytes.size()) break;  // end of file or an error
+    bytes.resize(bytes.size() * 2);
+  }
+  bytes.resize(have);
   const bool failed = std::ferror(f);
   const int error = errno;
   std::fclose(f);

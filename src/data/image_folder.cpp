@@ -200,11 +200,16 @@ Image decode_planned(const std::vector<uint8_t>& bytes, const ImageInfo& info,
     source = resize_source(p);
     decode.region(source);
   }
-  const Image image = decode_jpeg(bytes.data(), bytes.size(), decode, path);
-  TORCH_CHECK(image.height == source.height && image.width == source.width, "cannot decode JPEG ",
-              path, ": decoded ", image.width, "x", image.height, ", expected ", source.width, "x",
-              source.height);
-  return resize_region(image, p, source.top, source.left);
+  // The rows as libjpeg decodes them (the region and a few columns around it): no copy.
+  Region decoded;
+  const Image image = decode_jpeg_rows(bytes.data(), bytes.size(), decode, path, &decoded);
+  TORCH_CHECK(decoded.top == source.top && decoded.height == source.height &&
+                  decoded.left <= source.left &&
+                  decoded.left + decoded.width >= source.left + source.width,
+              "cannot decode JPEG ", path, ": decoded ", decoded.width, "x", decoded.height,
+              " at (", decoded.top, ", ", decoded.left, "), expected ", source.width, "x",
+              source.height, " at (", source.top, ", ", source.left, ")");
+  return resize_region(image, p, decoded.top, decoded.left);
 }
 
 }  // namespace
@@ -228,6 +233,13 @@ Image ImageFolderDataset::decode_sample(int64_t index, Rng& rng, size_t* next_st
         if (auto box = fold_crop(*steps[1], plan->out_height, plan->out_width)) {
           plan->window = *box;
           *next_step = 2;
+        }
+      }
+      // Then a horizontal flip: drawn now, in its turn, and done by the horizontal pass.
+      if (steps.size() > *next_step) {
+        if (auto mirror = steps[*next_step]->mirror(rng)) {
+          plan->mirror = *mirror;
+          ++*next_step;
         }
       }
       return decode_planned(bytes, info, *plan, options_, path);

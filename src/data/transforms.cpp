@@ -73,6 +73,17 @@ Coefficients bilinear_coefficients(int64_t in_size, double in0, double in1, int6
   return c;
 }
 
+// The same coefficients with the outputs in reverse order (a mirrored result).
+void reverse_outputs(Coefficients& c) {
+  const int64_t n = static_cast<int64_t>(c.first.size());
+  std::reverse(c.first.begin(), c.first.end());
+  std::reverse(c.count.begin(), c.count.end());
+  for (int64_t i = 0, j = n - 1; i < j; ++i, --j) {
+    std::swap_ranges(c.weights.begin() + i * c.ksize, c.weights.begin() + (i + 1) * c.ksize,
+                     c.weights.begin() + j * c.ksize);
+  }
+}
+
 inline uint8_t clip8(int32_t v) {
   v >>= kPrecisionBits;
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -131,37 +142,55 @@ __attribute__((target("avx2"))) inline void store_clip8x8(__m256i acc, uint8_t* 
   _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(words, words));
 }
 
-// The horizontal pass for RGB, PIL's integer arithmetic: per output pixel, one tap per step
-// with the pixel's three channels (and a fourth byte, weighted but dropped) in int32 lanes,
-// the sums kept in a register. Integer sums: any order gives PIL's result. A tap is read as 4
-// bytes where they lie before `limit`; the scalar loop takes the rest.
+// The horizontal pass for RGB, PIL's integer arithmetic: two output pixels at a time, one in
+// each 128-bit half of a register, one tap per step with each pixel's three channels (and a
+// fourth byte, weighted but dropped) in int32 lanes, the sums kept in the register. The pair
+// runs to the longer of its two tap counts: the shorter one's extra weights are the zeros that
+// pad its row of coefficients. Integer sums: any order gives PIL's result. A tap is read as 4
+// bytes where they lie before `limit`; the scalar formula takes the rest.
 __attribute__((target("avx2"))) void resample_horizontal_rgb_avx2(
     const uint8_t* src, int64_t src_stride, int64_t rows, const Coefficients& c,
     int64_t out_width, uint8_t* dst, const uint8_t* limit) {
   constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
-  const __m128i half = _mm_set1_epi32(kHalf);
+  const __m256i half = _mm256_set1_epi32(kHalf);
   for (int64_t y = 0; y < rows; ++y) {
     const uint8_t* in = src + y * src_stride;
     uint8_t* out = dst + y * out_width * 3;
-    for (int64_t xx = 0; xx < out_width; ++xx) {
-      const int32_t* k = c.weights.data() + xx * c.ksize;
-      const uint8_t* p = in + c.first[xx] * 3;
-      const int64_t n = c.count[xx];
-      if (p + 3 * n + 1 > limit) {  // the last pixels of the buffer: the scalar formula
-        resample_rgb_pixel(p, k, n, out + xx * 3);
+    int64_t xx = 0;
+    for (; xx + 2 <= out_width; xx += 2) {
+      const int32_t* k0 = c.weights.data() + xx * c.ksize;
+      const int32_t* k1 = k0 + c.ksize;
+      const uint8_t* p0 = in + c.first[xx] * 3;
+      const uint8_t* p1 = in + c.first[xx + 1] * 3;
+      const int64_t n = std::max(c.count[xx], c.count[xx + 1]);
+      if (p0 + 3 * n + 1 > limit || p1 + 3 * n + 1 > limit) {
+        resample_rgb_pixel(p0, k0, c.count[xx], out + xx * 3);
+        resample_rgb_pixel(p1, k1, c.count[xx + 1], out + xx * 3 + 3);
         continue;
       }
-      __m128i acc = half;
+      __m256i acc = half;
       for (int64_t x = 0; x < n; ++x) {
-        int32_t word;
-        std::memcpy(&word, p + 3 * x, 4);
-        acc = _mm_add_epi32(acc, _mm_mullo_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(word)),
-                                                 _mm_set1_epi32(k[x])));
+        int32_t w0, w1;
+        std::memcpy(&w0, p0 + 3 * x, 4);
+        std::memcpy(&w1, p1 + 3 * x, 4);
+        const __m256i pixels = _mm256_cvtepu8_epi32(
+            _mm_unpacklo_epi32(_mm_cvtsi32_si128(w0), _mm_cvtsi32_si128(w1)));
+        const __m256i weights =
+            _mm256_inserti128_si256(_mm256_set1_epi32(k0[x]), _mm_set1_epi32(k1[x]), 1);
+        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(pixels, weights));
       }
-      const __m128i v = _mm_srai_epi32(acc, kPrecisionBits);
-      const __m128i words = _mm_packs_epi32(v, v);
-      const int32_t rgb = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
-      std::memcpy(out + xx * 3, &rgb, 3);
+      // As store_clip8x8: bytes r0 g0 b0 _ r1 g1 b1 _.
+      const __m256i v = _mm256_srai_epi32(acc, kPrecisionBits);
+      const __m128i words =
+          _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      const __m128i bytes = _mm_packus_epi16(words, words);
+      const int32_t rgb0 = _mm_cvtsi128_si32(bytes), rgb1 = _mm_extract_epi32(bytes, 1);
+      std::memcpy(out + xx * 3, &rgb0, 3);
+      std::memcpy(out + xx * 3 + 3, &rgb1, 3);
+    }
+    if (xx < out_width) {
+      resample_rgb_pixel(in + c.first[xx] * 3, c.weights.data() + xx * c.ksize, c.count[xx],
+                         out + xx * 3);
     }
   }
 }
@@ -312,12 +341,20 @@ Image resize_region(const Image& image, const ResizePlan& plan, int64_t origin_t
               " image", (origin_top || origin_left) ? " (placed at its origin offset)" : "");
   const int64_t C = image.channels;
   const int64_t stride = image.width * C;
+  if (plan.mirror && !ax.identity) {
+    // The horizontal pass writes output i where output wn - 1 - i would be: its rows mirrored,
+    // and the vertical pass works column by column.
+    reverse_outputs(ax.c);
+  }
+  // Where no horizontal pass runs, the result is mirrored at the end.
+  const bool flip_after = plan.mirror && ax.identity;
   Image out(ay.wn, ax.wn, C);
   if (ax.identity && ay.identity) {
     for (int64_t y = 0; y < ay.wn; ++y) {
       std::memcpy(out.row(y), image.row(oy + ay.w0 + y) + (ox + ax.w0) * C,
                   static_cast<size_t>(ax.wn * C));
     }
+    if (flip_after) hflip(out);
     return out;
   }
   // Coefficient bounds to image indices.
@@ -326,6 +363,7 @@ Image resize_region(const Image& image, const ResizePlan& plan, int64_t origin_t
   if (ax.identity) {
     resample_vertical(image.data.data() + (ox + ax.w0) * C, stride, ax.wn * C, ay.c, ay.wn,
                       out.data.data());
+    if (flip_after) hflip(out);
     return out;
   }
   // The rows the horizontal pass must produce: all the vertical pass reads (PIL does the same).
@@ -476,6 +514,10 @@ RandomHorizontalFlip::RandomHorizontalFlip(RandomHorizontalFlipOptions options)
 
 void RandomHorizontalFlip::apply(Image& image, Rng& rng) const {
   if (rng.bernoulli(options_.p())) hflip(image);
+}
+
+c10::optional<bool> RandomHorizontalFlip::mirror(Rng& rng) const {
+  return rng.bernoulli(options_.p());
 }
 
 // --- Resize

@@ -145,6 +145,26 @@ TEST_F(PilImages, RegionDecodeEqualsCropOfFullDecode) {
       }
       EXPECT_EQ(worst, 0) << name << " region top " << r.top << " left " << r.left << " "
                           << r.height << "x" << r.width;
+      if (name.find(".jpg") == std::string::npos) continue;
+      // The wider rows: the region's rows, columns around it, its pixels the same.
+      Region at;
+      const Image rows =
+          decode_jpeg_rows(bytes.data(), bytes.size(), DecodeOptions().region(r), name, &at);
+      ASSERT_EQ(at.top, r.top);
+      ASSERT_EQ(at.height, r.height);
+      ASSERT_EQ(rows.height, r.height);
+      ASSERT_EQ(rows.width, at.width);
+      ASSERT_LE(at.left, r.left);
+      ASSERT_GE(at.left + at.width, r.left + r.width);
+      ASSERT_LE(at.left + at.width, full.width);
+      worst = 0;
+      for (int64_t y = 0; y < r.height; ++y) {
+        for (int64_t x = 0; x < r.width * 3; ++x) {
+          worst = std::max(worst, std::abs(int{rows.row(y)[(r.left - at.left) * 3 + x]} -
+                                           int{full.row(r.top + y)[r.left * 3 + x]}));
+        }
+      }
+      EXPECT_EQ(worst, 0) << name << " wider rows, region top " << r.top << " left " << r.left;
     }
   }
 }
@@ -249,6 +269,15 @@ TEST(Image, FileRoundTrip) {
   const std::vector<uint8_t> bytes = {1, 2, 3, 0, 255};
   write_file(dir / "x.bin", bytes);
   EXPECT_EQ(read_file(dir / "x.bin"), bytes);
+  // Larger than any first guess of a buffer, and empty.
+  std::vector<uint8_t> big(300001);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7 + (i >> 9));
+  write_file(dir / "big.bin", big);
+  EXPECT_EQ(read_file(dir / "big.bin"), big);
+  write_file(dir / "empty.bin", {});
+  EXPECT_TRUE(read_file(dir / "empty.bin").empty());
+  EXPECT_THROW(read_file(dir / "missing.bin"), c10::Error);
+  EXPECT_THROW(read_file(dir.path()), c10::Error);
   EXPECT_THROW(write_file(dir / "no/such/dir.bin", bytes), c10::Error);
 }
 

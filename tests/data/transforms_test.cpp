@@ -120,6 +120,71 @@ TEST(Transforms, WindowsAndOriginsGiveTheSamePixels) {
   }
 }
 
+TEST(Transforms, MirroredResizeIsResizeThenFlip) {
+  // ResizePlan::mirror reverses the horizontal pass's outputs: exactly hflip() of the result,
+  // windows, partial images, unresampled axes, pixels at the buffer's end and any channel
+  // count included.
+  for (const int64_t channels : {1, 3, 4}) {
+    const Image src = dt::synthetic_image(53, 71, channels, 9 + channels);
+    Rng rng(10 + static_cast<uint64_t>(channels));
+    for (int trial = 0; trial < 150; ++trial) {
+      ResizePlan p;
+      p.height = 1 + rng.uniform() * 52;
+      p.width = 1 + rng.uniform() * 70;
+      p.top = rng.uniform() * (53 - p.height);
+      p.left = rng.uniform() * (71 - p.width);
+      if (trial % 2 == 0) {
+        p.top = std::floor(p.top);
+        p.left = std::floor(p.left);
+        p.height = std::floor(p.height);
+        p.width = std::floor(p.width);
+      }
+      if (trial % 7 == 0) {  // the box's last pixel is the image's
+        p.top = 53 - p.height;
+        p.left = 71 - p.width;
+      }
+      p.out_height = rng.randint(1, 90);
+      p.out_width = rng.randint(1, 90);
+      if (trial % 5 == 0) p.out_height = static_cast<int64_t>(p.height);
+      if (trial % 3 == 0) p.out_width = static_cast<int64_t>(p.width);
+      if (trial % 4 == 1) {
+        Region w;
+        w.height = rng.randint(1, p.out_height + 1);
+        w.width = rng.randint(1, p.out_width + 1);
+        w.top = rng.randint(0, p.out_height - w.height + 1);
+        w.left = rng.randint(0, p.out_width - w.width + 1);
+        p.window = w;
+      }
+      Image expected = resize_region(src, p);
+      hflip(expected);
+      ResizePlan m = p;
+      m.mirror = true;
+      EXPECT_EQ(dt::max_abs_diff(resize_region(src, m), expected), 0)
+          << "channels " << channels << " trial " << trial;
+      const Region need = resize_source(m);
+      EXPECT_EQ(dt::max_abs_diff(resize_region(crop(src, need), m, need.top, need.left), expected),
+                0)
+          << "channels " << channels << " trial " << trial << " (partial image)";
+    }
+  }
+  // A RandomHorizontalFlip's mirror() draws what apply() draws and answers what it does.
+  const RandomHorizontalFlip flip;
+  const Image img = dt::synthetic_image(4, 6, 3, 1);
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    Rng a(seed), b(seed);
+    Image applied = img;
+    flip.apply(applied, a);
+    const c10::optional<bool> m = flip.mirror(b);
+    ASSERT_TRUE(m.has_value());
+    Image expected = img;
+    if (*m) hflip(expected);
+    EXPECT_EQ(dt::max_abs_diff(applied, expected), 0);
+    EXPECT_EQ(a.next_u64(), b.next_u64());
+  }
+  Rng rng(0);
+  EXPECT_FALSE(CenterCrop(CenterCropOptions(2)).mirror(rng).has_value());
+}
+
 TEST(Transforms, ResizeThenCenterCropIsFolded) {
   // Compose resamples only the centre crop; the result is that of the two steps in turn.
   const Image src = dt::synthetic_image(375, 500, 3, 5);
@@ -346,7 +411,7 @@ TEST(Transforms, MatchTorchvision) {
   Rng rng(2020);
   for (const auto& [name, img] : inputs) {
     for (const auto& [oh, ow] :
-         std::vector<std::pair<int64_t, int64_t>>{{224, 224}, {32, 40}, {7, 300}}) {
+         std::vector<std::pair<int64_t, int64_t>>{{224, 224}, {32, 40}, {7, 300}, {31, 45}}) {
       RandomResizedCrop rrc(RandomResizedCropOptions(oh, ow));
       for (int i = 0; i < 4; ++i) {
         const Region r = rrc.get_params(img->height, img->width, rng);
@@ -365,7 +430,8 @@ TEST(Transforms, MatchTorchvision) {
     }
     // Boxes ending at the image's last pixel: the vectorized resampling reads 4 bytes per
     // pixel and must switch to the scalar formula at the end of the buffer.
-    for (const auto& [oh, ow] : std::vector<std::pair<int64_t, int64_t>>{{224, 224}, {32, 40}}) {
+    for (const auto& [oh, ow] :
+         std::vector<std::pair<int64_t, int64_t>>{{224, 224}, {32, 40}, {29, 41}}) {
       const int64_t h = img->height * 3 / 5, w = img->width * 7 / 10;
       const int64_t top = img->height - h, left = img->width - w;
       ResizePlan p;

@@ -91,6 +91,12 @@ Image decode_image(const uint8_t* data, size_t size, const DecodeOptions& option
                    const std::string& name = "<memory>");
 Image decode_jpeg(const uint8_t* data, size_t size, const DecodeOptions& options = {},
                   const std::string& name = "<memory>");
+/// decode_jpeg, where the image may hold more columns than options.region() asks for: those
+/// libjpeg decodes for the region's rows anyway (a margin of a few pixels, rounded to its
+/// blocks), which saves a copy of each row. `decoded` receives where the image lies, in the
+/// coordinates of the (scaled) output; the region's pixels are decode_jpeg's.
+Image decode_jpeg_rows(const uint8_t* data, size_t size, const DecodeOptions& options,
+                       const std::string& name, Region* decoded);
 Image decode_png(const uint8_t* data, size_t size, const DecodeOptions& options = {},
                  const std::string& name = "<memory>");
 

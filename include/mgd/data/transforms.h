@@ -43,6 +43,10 @@ struct ResizePlan {
   /// Compute only this part of the out_height x out_width result, as a crop of it would keep
   /// (the values are those of the full resize). Unset: all of it.
   c10::optional<Region> window = c10::nullopt;
+  /// The result mirrored left to right (after the window), as hflip() on it would: a decoder
+  /// folds a RandomHorizontalFlip into the horizontal pass, which then writes its outputs in
+  /// reverse order at no cost.
+  bool mirror = false;
 };
 
 /// Resamples `plan`'s box of `image` with PIL's bilinear filter. Only pixels of the box
@@ -82,6 +86,13 @@ class Transform {
   /// reach past the image: zero padding). Lets a resize before it compute only that box.
   virtual c10::optional<Region> fixed_crop(int64_t height, int64_t width) const {
     (void)height, (void)width;
+    return c10::nullopt;
+  }
+  /// For a step that may flip the image left to right: draws from `rng` exactly what apply()
+  /// draws and says whether apply() would flip. A decoder uses it to fold the flip into a
+  /// resize (ResizePlan::mirror). nullopt for other steps (nothing drawn).
+  virtual c10::optional<bool> mirror(Rng& rng) const {
+    (void)rng;
     return c10::nullopt;
   }
 };
@@ -129,6 +140,7 @@ class RandomHorizontalFlip : public Transform {
   explicit RandomHorizontalFlip(RandomHorizontalFlipOptions options = {});
   std::string name() const override { return "RandomHorizontalFlip"; }
   void apply(Image& image, Rng& rng) const override;
+  c10::optional<bool> mirror(Rng& rng) const override;
 
  private:
   RandomHorizontalFlipOptions options_;
