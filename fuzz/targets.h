@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "mgd/data/cifar.h"
@@ -67,12 +68,40 @@ inline int image(const uint8_t* data, size_t size) {
       r.width = image.width - r.left;
       const Image part = decode_image(data, size, DecodeOptions(options).region(r), "fuzz");
       if (part.height != r.height || part.width != r.width) __builtin_trap();
+      if (detect_image_format(data, size) == ImageFormat::kJpeg) {
+        // The wider rows hold the region's pixels where they say.
+        Region at;
+        const Image rows =
+            decode_jpeg_rows(data, size, DecodeOptions(options).region(r), "fuzz", &at);
+        if (at.top != r.top || at.height != r.height || at.left > r.left ||
+            at.left + at.width < r.left + r.width || rows.width != at.width ||
+            rows.height != r.height)
+          __builtin_trap();
+        for (int64_t y = 0; y < r.height; ++y) {
+          if (std::memcmp(rows.row(y) + (r.left - at.left) * 3, part.row(y),
+                          static_cast<size_t>(r.width * 3)) != 0)
+            __builtin_trap();
+        }
+      }
     }
     if (detect_image_format(data, size) == ImageFormat::kJpeg) {
       decode_jpeg(data, size, DecodeOptions(options).scale_eighths(1 + static_cast<int64_t>(h % 8)),
                   "fuzz");
     }
     Rng rng(h);
+    {
+      // A mirrored resize is the resize flipped.
+      Rng replay = rng;
+      auto plan = RandomResizedCrop(RandomResizedCropOptions(9, 11)).plan(image.height,
+                                                                        image.width, replay);
+      if (plan) {
+        Image expected = resize_region(image, *plan);
+        hflip(expected);
+        plan->mirror = true;
+        const Image mirrored = resize_region(image, *plan);
+        if (mirrored.data != expected.data) __builtin_trap();
+      }
+    }
     RandomResizedCrop(RandomResizedCropOptions(17, 23)).apply(image, rng);
     if (image.height != 17 || image.width != 23) __builtin_trap();
   } catch (const c10::Error&) {
