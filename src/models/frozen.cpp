@@ -33,6 +33,11 @@ FrozenLayout frozen_layout(FrozenLayout preferred) {
   TORCH_CHECK(false, "MGD_FROZEN_LAYOUT: expected blocked or channels_last, got '", v, "'");
 }
 
+FrozenLayout winograd_or_blocked() {
+  return frozen_layout(WinogradConv::applies(8, 8) ? FrozenLayout::kChannelsLast
+                                                   : FrozenLayout::kBlocked);
+}
+
 torch::Tensor to_frozen_layout(const torch::Tensor& x, FrozenLayout layout) {
   if (layout == FrozenLayout::kBlocked) return x.contiguous().to_mkldnn();
   return x.contiguous(torch::MemoryFormat::ChannelsLast);
@@ -109,6 +114,11 @@ void FoldedConv::build(const torch::nn::Conv2d& conv, const torch::Tensor& scale
     w = w * scale.reshape({-1, 1, 1, 1});
     b = b * scale + shift;
   }
+  if (layout == FrozenLayout::kChannelsLast && w.size(2) == 3 && w.size(3) == 3 &&
+      stride_ == std::vector<int64_t>{1, 1} && dilation_ == std::vector<int64_t>{1, 1} &&
+      groups_ == 1 && WinogradConv::applies(w.size(1), w.size(0))) {
+    winograd_ = WinogradConv(w, b);
+  }
   // As detail::conv_forward: a 1x1 kernel dilated computes the same and always runs on oneDNN
   // (ATen 1.13 sends an undilated one of under 16 images at one thread to im2col + BLAS).
   if (layout == FrozenLayout::kChannelsLast && w.size(2) == 1 && w.size(3) == 1) {
@@ -124,10 +134,19 @@ void FoldedConv::build(const torch::nn::Conv2d& conv, const torch::Tensor& scale
 }
 
 torch::Tensor FoldedConv::operator()(const torch::Tensor& x) const {
+  if (winograd_.defined()) return winograd_(x);
   if (weight_.is_mkldnn()) {
     return at::mkldnn_convolution(x, weight_, bias_, padding_, stride_, dilation_, groups_);
   }
   return at::conv2d(x, weight_, bias_, stride_, padding_, dilation_, groups_);
+}
+
+torch::Tensor FoldedConv::forward(const torch::Tensor& x, bool relu,
+                                  const torch::Tensor& residual) const {
+  if (winograd_.defined()) return winograd_(x, relu, residual);
+  auto y = (*this)(x);
+  if (residual.defined()) y.add_(residual);
+  return relu ? y.relu_() : y;
 }
 
 FrozenBatchNormOp::FrozenBatchNormOp(const torch::nn::BatchNorm2d& bn) {

@@ -56,9 +56,10 @@ FrozenResidualBlock ResidualBlockImpl::frozen(FrozenLayout layout) const {
 }
 
 torch::Tensor FrozenResidualBlock::forward_pre(const torch::Tensor& x) const {
-  auto out = conv2(conv1(x).relu_());
-  if (conv3.defined()) out = conv3(out.relu_());
-  return out.add_(down.defined() ? down(x) : x);
+  const auto residual = down.defined() ? down(x) : x;
+  auto out = conv1.forward(x, /*relu=*/true, {});
+  if (conv3.defined()) return conv3.forward(conv2.forward(out, true, {}), false, residual);
+  return conv2.forward(out, false, residual);
 }
 
 struct FrozenResNet {
@@ -156,8 +157,10 @@ Features ResNetImpl::extract_frozen(const torch::Tensor& input) {
               input.sizes());
   if (frozen_version_.update(*this) || !frozen_) {
     auto program = std::make_shared<detail::FrozenResNet>();
-    // Measured (step_bench's teacher row, MGD_FROZEN_LAYOUT): oneDNN's blocked layout.
-    program->layout = detail::frozen_layout(detail::FrozenLayout::kBlocked);
+    // Measured (step_bench's teacher row, MGD_FROZEN_LAYOUT): oneDNN's blocked layout;
+    // basic blocks (two 3x3 convolutions) channels-last where those run as Winograd ones.
+    program->layout = config_.bottleneck ? detail::frozen_layout(detail::FrozenLayout::kBlocked)
+                                         : detail::winograd_or_blocked();
     program->stem = detail::FoldedConv(conv1_, &bn1_, program->layout);
     for (auto& stage : stages_) {
       program->stages.emplace_back();

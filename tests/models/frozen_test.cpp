@@ -241,3 +241,67 @@ TEST(FrozenProgram, DistillationLossesEqualThoseFromTheUnfoldedTeacher) {
 }
 
 }  // namespace
+
+TEST(FrozenProgram, StrideOne3x3ConvolutionsRunAsWinogradInChannelsLastPrograms) {
+  using mgd::models::detail::FoldedConv;
+  using mgd::models::detail::FrozenLayout;
+  using mgd::models::detail::WinogradConv;
+  if (!WinogradConv::applies(8, 8)) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  torch::manual_seed(6);
+  torch::nn::Conv2d conv3(torch::nn::Conv2dOptions(16, 32, 3).padding(1).bias(false));
+  torch::nn::Conv2d strided(torch::nn::Conv2dOptions(16, 32, 3).padding(1).stride(2).bias(false));
+  torch::nn::Conv2d narrow(torch::nn::Conv2dOptions(12, 32, 3).padding(1).bias(false));
+  torch::nn::BatchNorm2d bn(32);
+  randomize_norms(*bn, 8);
+  bn->eval();
+  EXPECT_TRUE(FoldedConv(conv3, bn, FrozenLayout::kChannelsLast).winograd());
+  EXPECT_FALSE(FoldedConv(conv3, bn, FrozenLayout::kBlocked).winograd());
+  EXPECT_FALSE(FoldedConv(strided, bn, FrozenLayout::kChannelsLast).winograd());
+  EXPECT_FALSE(FoldedConv(narrow, bn, FrozenLayout::kChannelsLast).winograd());
+  ::setenv("MGD_WINOGRAD", "0", 1);
+  EXPECT_FALSE(FoldedConv(conv3, bn, FrozenLayout::kChannelsLast).winograd());
+  ::unsetenv("MGD_WINOGRAD");
+
+  // forward(x, relu, residual) == relu(bn(conv(x)) + residual) in both layouts.
+  auto x = torch::randn({3, 16, 10, 9});
+  auto residual = torch::randn({3, 32, 10, 9});
+  torch::Tensor ref;
+  {
+    torch::NoGradGuard no_grad;
+    ref = torch::relu(bn(conv3(x)) + residual);
+  }
+  for (auto layout : {FrozenLayout::kChannelsLast, FrozenLayout::kBlocked}) {
+    FoldedConv folded(conv3, bn, layout);
+    torch::Tensor y;
+    {
+      c10::InferenceMode inference;
+      auto xl = mgd::models::detail::to_frozen_layout(x, layout);
+      auto rl = mgd::models::detail::to_frozen_layout(residual, layout);
+      y = folded.forward(xl, /*relu=*/true, rl);
+    }
+    expect_close(mgd::models::detail::from_frozen_layout(y), ref,
+                 layout == FrozenLayout::kBlocked ? "blocked" : "channels_last");
+  }
+}
+
+TEST(FrozenProgram, WinogradProgramsGiveTheMapsOfOneDnnOnes) {
+  if (!mgd::models::detail::WinogradConv::applies(8, 8)) GTEST_SKIP() << "no AVX2 + FMA";
+  for (const Case& c : {Case{"wrn_16_2", 1, 28}, Case{"resnet20", 1, 28}, Case{"resnet18", 3, 40}}) {
+    torch::manual_seed(9);
+    auto net = mgd::models::make_model(c.arch, mgd::models::ModelOptions().in_channels(c.channels));
+    torch::manual_seed(9);
+    auto twin =
+        mgd::models::make_model(c.arch, mgd::models::ModelOptions().in_channels(c.channels));
+    randomize_norms(*net, 10);
+    randomize_norms(*twin, 10);
+    net->eval();
+    twin->eval();
+    auto x = torch::randn({7, c.channels, c.size, c.size});
+    auto winograd = net->extract_frozen(x);  // the default program: channels-last, Winograd
+    ::setenv("MGD_WINOGRAD", "0", 1);
+    auto onednn = twin->extract_frozen(x);  // built now: oneDNN's blocked convolutions
+    ::unsetenv("MGD_WINOGRAD");
+    expect_same_features(winograd, onednn, c.arch);
+    EXPECT_FALSE(torch::equal(winograd.pre_relu[0], onednn.pre_relu[0])) << c.arch;
+  }
+}

@@ -3,8 +3,10 @@
 // A teacher never changes during a run and needs no graph, so its forward can run as an
 // inference program: every BatchNorm that directly follows a convolution folded into it
 // (weights scaled, a bias added; a pre-activation network's other BatchNorms stay), the
-// activations kept from the input to the taps in the layout oneDNN runs that network fastest
-// in, measured per network (FrozenLayout), under LibTorch's inference mode. Only the maps a
+// activations kept from the input to the taps in the layout that network runs fastest in,
+// measured per network (FrozenLayout): channels-last with its stride-1 3x3 convolutions as
+// Winograd ones (models/winograd.h) for ResNets of basic blocks and WideResNets on AVX2 CPUs,
+// oneDNN's blocked layout otherwise, under LibTorch's inference mode. Only the maps a
 // distiller reads are converted back to ordinary tensors, outside inference mode, so autograd may
 // save them.
 //
@@ -24,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "mgd/models/winograd.h"
+
 namespace mgd::models::detail {
 
 class Norm;
@@ -37,6 +41,10 @@ enum class FrozenLayout {
 /// The layout a program uses: MGD_FROZEN_LAYOUT ("blocked" or "channels_last") when set,
 /// else the network's `preferred` one.
 FrozenLayout frozen_layout(FrozenLayout preferred);
+
+/// The layout for a network whose convolutions are mostly stride-1 3x3 ones: channels-last
+/// where those run as Winograd convolutions (models/winograd.h), else oneDNN's blocked one.
+FrozenLayout winograd_or_blocked();
 
 /// A B x C x H x W input in the program's layout.
 torch::Tensor to_frozen_layout(const torch::Tensor& x, FrozenLayout layout);
@@ -54,8 +62,9 @@ bool frozen_program_applies(const torch::nn::Module& net, const torch::Tensor& i
 std::pair<torch::Tensor, torch::Tensor> eval_scale_shift(const Norm& norm);
 
 /// A convolution with, optionally, the norm that follows it folded in, its weights prepared
-/// once for the layout (reordered for oneDNN, or NHWC). For the zoo's convolutions: zero
-/// padding of (kernel - 1) / 2.
+/// once for the layout (reordered for oneDNN, or NHWC; in channels-last programs a stride-1
+/// 3x3 convolution runs as a WinogradConv where that applies). For the zoo's convolutions:
+/// zero padding of (kernel - 1) / 2.
 class FoldedConv {
  public:
   FoldedConv() = default;
@@ -65,7 +74,12 @@ class FoldedConv {
   FoldedConv(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn, FrozenLayout layout);
   /// x in the layout the weights were prepared for.
   torch::Tensor operator()(const torch::Tensor& x) const;
+  /// conv(x) (+ residual), then ReLU when `relu`; `residual` (may be undefined) in the same
+  /// layout. One pass over the output where the convolution is a Winograd one.
+  torch::Tensor forward(const torch::Tensor& x, bool relu, const torch::Tensor& residual) const;
   bool defined() const { return weight_.defined(); }
+  /// Whether it runs as a Winograd convolution.
+  bool winograd() const { return winograd_.defined(); }
 
  private:
   void build(const torch::nn::Conv2d& conv, const torch::Tensor& scale, const torch::Tensor& shift,
@@ -73,6 +87,7 @@ class FoldedConv {
   torch::Tensor weight_, bias_;
   std::vector<int64_t> stride_, padding_, dilation_;
   int64_t groups_ = 1;
+  WinogradConv winograd_;
 };
 
 /// A BatchNorm2d in eval mode over a program's tensors (a pre-activation network's norms,
