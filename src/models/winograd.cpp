@@ -33,11 +33,7 @@ bool cpu_supports() {
 // Tiles per block: the block's transformed inputs and products (36 x tiles x channels each)
 // stay within ~256 KB, a core's L2 share; a multiple of the kernel's 6 rows.
 int64_t tiles_per_block(int64_t in, int64_t out) {
-  static const int64_t budget = [] {
-    const char* v = std::getenv("MGD_WINOGRAD_BUDGET");
-    return v ? std::atol(v) : 65536L;
-  }();
-  const int64_t t = budget / (kXi * (in + out));
+  const int64_t t = 65536 / (kXi * (in + out));
   return std::max<int64_t>(6, t / 6 * 6);
 }
 

@@ -305,3 +305,30 @@ TEST(FrozenProgram, WinogradProgramsGiveTheMapsOfOneDnnOnes) {
     EXPECT_FALSE(torch::equal(winograd.pre_relu[0], onednn.pre_relu[0])) << c.arch;
   }
 }
+
+TEST(FrozenProgram, MapsTooSmallForWinogradTilesRunOnOneDnn) {
+  using mgd::models::detail::FoldedConv;
+  using mgd::models::detail::FrozenLayout;
+  if (!mgd::models::detail::WinogradConv::applies(8, 8)) GTEST_SKIP() << "no AVX2 + FMA";
+  torch::manual_seed(11);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  FoldedConv folded(conv, nullptr, FrozenLayout::kChannelsLast);  // no norm: the weights as they are
+  ASSERT_TRUE(folded.winograd());
+  const auto w = conv->weight.detach().contiguous(torch::MemoryFormat::ChannelsLast);
+  // 2 x 2 and 1 x n maps (a 4 x 4 tile would cost as much or more than the direct convolution):
+  // oneDNN's result bit for bit; 3 x 3 and larger: the Winograd one (close, not equal).
+  for (auto [h, wd, direct] : std::vector<std::tuple<int64_t, int64_t, bool>>{
+           {2, 2, true}, {1, 1, true}, {1, 7, true}, {3, 3, false}, {6, 5, false}}) {
+    auto x = torch::randn({3, 16, h, wd}).contiguous(torch::MemoryFormat::ChannelsLast);
+    torch::Tensor y, ref;
+    {
+      c10::InferenceMode inference;
+      y = folded(x);
+      ref = torch::conv2d(x, w, torch::zeros({16}), 1, 1);
+    }
+    const std::string what = std::to_string(h) + "x" + std::to_string(wd);
+    EXPECT_EQ(torch::equal(y, ref), direct) << what;
+    expect_close(mgd::models::detail::from_frozen_layout(y),
+                 mgd::models::detail::from_frozen_layout(ref), what);
+  }
+}
