@@ -606,7 +606,8 @@ std::vector<uint8_t> read_file(const std::string& path) {
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   TORCH_CHECK(f, "cannot create ", path, ": ", std::strerror(errno));
-  const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
+  // An empty vector's data() may be null, which fwrite must not be given.
+  const size_t written = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
   const int error = errno;
   const bool closed = std::fclose(f) == 0;
   TORCH_CHECK(written == bytes.size() && closed, "cannot write ", path, ": ", std::strerror(error));

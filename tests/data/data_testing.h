@@ -43,7 +43,7 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
 }
 
 /// A smooth random RGB (or gray) image: blobs of colour plus mild noise, so JPEG behaves as on
-/// a photograph rather than on white noise.
+/// a photograph rather than on white noise. A fourth channel repeats the first one's pattern.
 inline Image synthetic_image(int64_t height, int64_t width, int64_t channels, uint64_t seed) {
   std::mt19937_64 gen(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -59,7 +59,8 @@ inline Image synthetic_image(int64_t height, int64_t width, int64_t channels, ui
       for (int64_t c = 0; c < channels; ++c) {
         const double v =
             127.5 +
-            100 * std::sin(fx[c] * x / width * 3.14 + ph[c]) * std::cos(fy[c] * y / height * 3.14) +
+            100 * std::sin(fx[c % 3] * x / width * 3.14 + ph[c % 3]) *
+                std::cos(fy[c % 3] * y / height * 3.14) +
             20 * (u(gen) - 0.5);
         image.data[(y * width + x) * channels + c] =
             static_cast<uint8_t>(std::min(255.0, std::max(0.0, v)));
