@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -264,6 +265,11 @@ torch::Tensor WinogradConv::operator()(const torch::Tensor& x, bool relu,
   // than their contents apart: the transforms touch all 36 at once, and planes a multiple of
   // 1 KB apart would share a few L1 sets.
   const int64_t v_plane = block * in + 16, m_plane = block * outc + 16;
+  // Tiles are numbered image by image, row by row: (image, tile row, tile column) of one.
+  const auto tile_at = [&](int64_t tile) {
+    return std::array<int64_t, 3>{tile / tiles_per_image, (tile % tiles_per_image) / g.tiles_x,
+                                  tile % g.tiles_x};
+  };
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     // Kept per thread between calls: fresh blocks of this size would be fresh pages each time.
     thread_local std::vector<float> v, m;
@@ -272,8 +278,7 @@ torch::Tensor WinogradConv::operator()(const torch::Tensor& x, bool relu,
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * block, count = std::min(block, tiles - first);
       for (int64_t t = 0; t < count; ++t) {
-        const int64_t tile = first + t, image = tile / tiles_per_image;
-        const int64_t ty = (tile % tiles_per_image) / g.tiles_x, tx = tile % g.tiles_x;
+        const auto [image, ty, tx] = tile_at(first + t);
         transform_input_tile(xp, g, in, image, ty, tx, v.data() + t * in, v_plane);
       }
       for (int xi = 0; xi < kXi; ++xi) {
@@ -281,8 +286,7 @@ torch::Tensor WinogradConv::operator()(const torch::Tensor& x, bool relu,
              m.data() + xi * m_plane);
       }
       for (int64_t t = 0; t < count; ++t) {
-        const int64_t tile = first + t, image = tile / tiles_per_image;
-        const int64_t ty = (tile % tiles_per_image) / g.tiles_x, tx = tile % g.tiles_x;
+        const auto [image, ty, tx] = tile_at(first + t);
         transform_output_tile(m.data() + t * outc, m_plane, bp, rp, relu, op, g, outc, image,
                               ty, tx);
       }
